@@ -1,0 +1,130 @@
+"""Spine Center CRM: the application factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Any = None) -> Flask:
+    """Build the app: settings, extensions, blueprints, error pages and commands."""
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=os.environ.get("CRM_INSTANCE_PATH") or str(ROOT / "instance"),
+        instance_relative_config=True,
+    )
+    register_config(app, config)
+    register_extensions(app)
+    register_security(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    register_template_helpers(app)
+    return app
+
+
+def register_config(app: Flask, config: Any) -> None:
+    """Load settings, default to SQLite in the instance folder, trust only the proxies named."""
+    if isinstance(config, dict):
+        base = load_config(_test_config_class())
+        for key, value in config.items():
+            setattr(base, key, value)
+        cfg = base
+    else:
+        cfg = load_config(config)
+    app.config.from_object(cfg)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'crm.db'}"
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
+    hops = app.config["PROXY_HOPS"]
+    if hops:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
+    # SQL statements carry patient values as bound parameters; keep SQLAlchemy's logger quiet.
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+
+
+def _test_config_class() -> type:
+    from config import TestConfig
+
+    return TestConfig
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    """Return engine options per database (SQLite needs no pool sizing)."""
+    # hide_parameters: a failed statement's message must not carry a patient's name or phone
+    # into a log or a traceback.
+    if url.startswith("sqlite"):
+        return {"hide_parameters": True, "connect_args": {"timeout": 30, "check_same_thread": False}}
+    return {"hide_parameters": True, "pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the extensions and the SQLite connection rules."""
+    from crm.db_setup import install_sqlite_rules
+    from crm.extensions import csrf, db, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    with app.app_context():
+        install_sqlite_rules(db.engine)
+
+
+def register_security(app: Flask) -> None:
+    """Security headers, session checks and the sign-in rules."""
+    from crm.authz import init_authz
+    from crm.security import init_security
+
+    init_security(app)
+    init_authz(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount one blueprint per area."""
+    from crm.admin import bp as admin_bp
+    from crm.api import bp as api_bp
+    from crm.auth import bp as auth_bp
+    from crm.dashboard import bp as dashboard_bp
+    from crm.leads import bp as leads_bp
+    from crm.public import bp as public_bp
+    from crm.referrals import bp as referrals_bp
+    from crm.webhooks import bp as webhooks_bp
+
+    for bp in (auth_bp, public_bp, webhooks_bp, leads_bp, referrals_bp, dashboard_bp, admin_bp, api_bp):
+        app.register_blueprint(bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    """Render error pages (JSON for the API) and roll back on a server error."""
+    from crm.errors import init_errorhandlers
+
+    init_errorhandlers(app)
+
+
+def register_commands(app: Flask) -> None:
+    """Add the ``flask user / seed-demo / triage`` commands."""
+    from crm.cli import init_commands
+
+    init_commands(app)
+
+
+def register_template_helpers(app: Flask) -> None:
+    """Filters and globals the templates share (phone display, local times, labels)."""
+    from crm.templating import init_templating
+
+    init_templating(app)

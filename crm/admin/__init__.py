@@ -1,0 +1,5 @@
+"""Users, API tokens, settings and the audit log."""
+
+from crm.admin.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,120 @@
+"""Command line: ``flask --app wsgi user … / seed-demo / triage``."""
+
+from __future__ import annotations
+
+import click
+import sqlalchemy as sa
+from flask import Flask
+from flask.cli import AppGroup
+
+from crm import audit, clock
+from crm.extensions import db
+from crm.models import ROLE_LABELS, ROLES, Lead, User
+from crm.passwords import WeakPassword, check_policy, hash_password
+from crm.security import end_all_sessions
+
+user_cli = AppGroup("user", help="Manage staff accounts.")
+
+
+def create_user(email: str, *, role: str, name: str, password: str) -> User:
+    """Create a staff account after checking the role, the email and the password policy.
+
+    :raises ValueError: with a message for the person at the keyboard.
+    """
+    email = email.strip().lower()
+    if role not in ROLES:
+        raise ValueError(f"Unknown role {role!r}: choose one of {', '.join(ROLES)}.")
+    if "@" not in email or len(email) > 254:
+        raise ValueError(f"{email!r} is not an email address.")
+    if not name.strip():
+        raise ValueError("A name is required.")
+    if db.session.scalar(sa.select(User.id).where(User.email == email)) is not None:
+        raise ValueError(f"An account for {email} already exists.")
+    check_policy(password, email=email, name=name)
+    user = User(email=email, role=role, name=name.strip(), password_hash=hash_password(password))
+    db.session.add(user)
+    db.session.flush()
+    audit.record("user_create", user_id=None, detail={"user_id": user.id, "role": role}, via="cli")
+    return user
+
+
+@user_cli.command("create")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="The staff member's role.")
+@click.option("--name", required=True, help="Full name, as colleagues know them.")
+@click.option("--password", default=None, help="Omit to be prompted (hidden).")
+def user_create(email: str, role: str, name: str, password: str | None) -> None:
+    """Create a staff account."""
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = create_user(email, role=role, name=name, password=password)
+    except (ValueError, WeakPassword) as error:
+        db.session.rollback()
+        raise click.ClickException(str(error)) from None
+    db.session.commit()
+    click.echo(f"Created {user.email} ({user.role}).")
+
+
+@user_cli.command("deactivate")
+@click.argument("email")
+def user_deactivate(email: str) -> None:
+    """Deactivate an account (never deleted) and end all of its sessions."""
+    user = db.session.scalar(sa.select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"No account for {email}.")
+    if not user.active:
+        click.echo(f"{user.email} is already deactivated.")
+        return
+    user.active = False
+    user.deactivated_at = clock.now()
+    ended = end_all_sessions(user)
+    audit.record(
+        "user_deactivate", user_id=None, detail={"user_id": user.id, "sessions_ended": ended}, via="cli"
+    )
+    db.session.commit()
+    click.echo(f"Deactivated {user.email}; ended {ended} session(s).")
+
+
+@click.command("seed-demo")
+@click.option("--leads", "n_leads", default=2000, show_default=True, type=click.IntRange(0, 2_000_000))
+@click.option("--calls", "n_calls", default=20000, show_default=True, type=click.IntRange(0, 20_000_000))
+@click.option("--seed", default=5457, show_default=True, help="Random seed, for repeatable data.")
+def seed_demo_command(n_leads: int, n_calls: int, seed: int) -> None:
+    """Fill the database with realistic demo data (also the benchmark's data set)."""
+    from crm.seed import seed_demo  # imported here: only this command needs it
+
+    summary = seed_demo(n_leads=n_leads, n_calls=n_calls, seed=seed, echo=click.echo)
+    click.echo(summary)
+
+
+@click.command("demo")
+def demo_command() -> None:
+    """Seed demo data on first run only, make sure the demo logins exist, and print them."""
+    from crm.seed import DEMO_LOGINS, ensure_demo_logins, seed_demo  # only this command needs them
+
+    if db.session.scalar(sa.select(sa.func.count()).select_from(Lead)) == 0:
+        click.echo("First run: adding demo data (a minute at most)…")
+        click.echo(seed_demo(n_leads=2000, n_calls=20000, seed=5457, echo=click.echo))
+    ensure_demo_logins()
+    db.session.commit()
+    click.echo("\nDemo logins (demo data only — never use these on real patient data):")
+    for email, role, _name, password in DEMO_LOGINS:
+        click.echo(f"  {ROLE_LABELS[role]:<11} {email:<28} {password}")
+
+
+@click.command("triage")
+@click.argument("text")
+def triage_command(text: str) -> None:
+    """Tag a text as the intake would, and show the words behind each tag."""
+    from crm.triage import format_explanation  # loads medspaCy: only when asked
+
+    click.echo(format_explanation(text))
+
+
+def init_commands(app: Flask) -> None:
+    """Register the command groups."""
+    app.cli.add_command(user_cli)
+    app.cli.add_command(seed_demo_command)
+    app.cli.add_command(triage_command)
+    app.cli.add_command(demo_command)

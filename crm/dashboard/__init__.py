@@ -1,0 +1,5 @@
+"""The manager dashboard."""
+
+from crm.dashboard.routes import bp
+
+__all__ = ["bp"]

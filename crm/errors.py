@@ -1,0 +1,70 @@
+"""Error pages per status code (JSON for the API), with a rollback on server errors."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from crm.extensions import db
+
+TITLES = {
+    400: "That request could not be understood",
+    403: "Not open to your role",
+    404: "Not found",
+    405: "Not allowed here",
+    409: "Someone else changed this first",
+    413: "Too large",
+    422: "Please check what you entered",
+    429: "Too many requests",
+    500: "Something went wrong on our side",
+}
+
+
+def wants_json() -> bool:
+    """Tell whether the caller is the API (or asked for JSON)."""
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def api_error(code: str, message: str, status: int, fields: dict[str, str] | None = None) -> Response:
+    """Answer in the API's one error shape."""
+    response = jsonify({"error": {"code": code, "message": message, "fields": fields or {}}})
+    response.status_code = status
+    return response
+
+
+def init_errorhandlers(app: Flask) -> None:
+    """Register the handlers for every HTTP error and for unexpected exceptions."""
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response | tuple[str, int]:
+        status = error.code or 500
+        if status >= 500:
+            db.session.rollback()
+        description = error.description if status in (400, 403, 409, 413, 422, 429) else None
+        if wants_json():
+            response = api_error(
+                (error.name or "error").lower().replace(" ", "_"),
+                description or error.description or TITLES.get(status, "Error"),
+                status,
+            )
+        else:
+            html = render_template(
+                "errors/error.html",
+                status=status,
+                title=TITLES.get(status, error.name),
+                description=description,
+            )
+            response = Response(html, status=status, mimetype="text/html")
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
+        if status == 429 and getattr(error, "retry_after", None):
+            response.headers["Retry-After"] = str(error.retry_after)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(Exception)
+    def _server_error(error: Exception) -> Response | tuple[str, int]:
+        db.session.rollback()
+        app.logger.exception("unhandled error on %s %s", request.method, request.url_rule)
+        if wants_json():
+            return api_error("server_error", "Something went wrong on our side.", 500)
+        return render_template("errors/error.html", status=500, title=TITLES[500], description=None), 500

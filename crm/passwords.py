@@ -1,0 +1,62 @@
+"""Password hashing (Argon2id) and the password policy of NIST SP 800-63B."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+# argon2-cffi's defaults are RFC 9106's low-memory profile: Argon2id, t=3, m=64 MiB, p=4.
+_hasher = PasswordHasher()
+MIN_LENGTH = 15
+MAX_LENGTH = 256
+_COMMON_FILE = Path(__file__).with_name("common_passwords.txt")
+# A hash of a random password: verifying against it makes an unknown email cost as much
+# time as a known one, so timing does not reveal which emails have accounts.
+_DUMMY_HASH = _hasher.hash("not-a-real-password-just-for-timing")
+
+
+class WeakPassword(ValueError):
+    """The password breaks the policy; the message says how."""
+
+
+@lru_cache(maxsize=1)
+def _common_passwords() -> frozenset[str]:
+    return frozenset(line.strip().lower() for line in _COMMON_FILE.read_text().splitlines() if line.strip())
+
+
+def check_policy(password: str, *, email: str = "", name: str = "") -> None:
+    """Refuse a password that is too short, too long, common, or made of the user's own name.
+
+    :raises WeakPassword: with a message for the person choosing it.
+    """
+    if len(password) < MIN_LENGTH:
+        raise WeakPassword(f"Use at least {MIN_LENGTH} characters; a few plain words make a good one.")
+    if len(password) > MAX_LENGTH:
+        raise WeakPassword(f"Use at most {MAX_LENGTH} characters.")
+    folded = password.lower()
+    if folded in _common_passwords() or len(set(folded)) < 4:
+        raise WeakPassword("That password is too common; choose another.")
+    local = email.split("@")[0].lower()
+    if (local and len(local) >= 4 and local in folded) or (name and name.lower().replace(" ", "") == folded):
+        raise WeakPassword("Don't use your own name or email in your password.")
+
+
+def hash_password(password: str) -> str:
+    """Hash a password with Argon2id."""
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """Check a password against its hash (or a dummy one, taking the same time)."""
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(stored_hash: str) -> bool:
+    """Tell whether a hash was made with weaker parameters than today's."""
+    return _hasher.check_needs_rehash(stored_hash)

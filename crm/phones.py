@@ -1,0 +1,49 @@
+"""Phone numbers: parsed and stored as E.164 with ``phonenumbers``, shown the US way."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+DEFAULT_REGION = "US"
+
+
+def normalize(raw: str | None, *, region: str = DEFAULT_REGION) -> str | None:
+    """Return a number in E.164, or None when it cannot be read as a valid number."""
+    if not raw:
+        return None
+    text = raw.strip()[:64]
+    if not text:
+        return None
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def display(e164: str | None) -> str:
+    """Show a number as ``(972) 499-5457`` (international numbers in their own format)."""
+    if not e164:
+        return ""
+    try:
+        parsed = phonenumbers.parse(e164, DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        return e164
+    if parsed.country_code == 1:
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def digits(text: str) -> str:
+    """Keep only the digits of a text."""
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def last_digits(e164: str | None, count: int) -> str | None:
+    """Return the last ``count`` digits of a number, for search by suffix."""
+    if not e164:
+        return None
+    only = digits(e164)
+    return only[-count:] if len(only) >= count else None

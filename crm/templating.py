@@ -1,0 +1,84 @@
+"""Template filters and globals: phones, clinic-local times, labels, navigation."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from flask import Flask
+from flask_login import current_user
+
+from crm import clock, phones
+from crm.authz import can
+from crm.models import CLOSE_REASON_LABELS, ROLE_LABELS, SOURCE_LABELS, STAGE_LABELS
+from crm.settings import clinic_tz
+
+
+def local(value: datetime | None, fmt: str = "%b %-d, %Y %-I:%M %p") -> str:
+    """Show a UTC time in the clinic's time zone."""
+    if value is None:
+        return ""
+    return value.astimezone(clinic_tz()).strftime(fmt)
+
+
+def age(value: datetime | None) -> str:
+    """Say how long ago a time was, briefly ("5 min", "3 h", "2 d")."""
+    if value is None:
+        return ""
+    seconds = int((clock.now() - value).total_seconds())
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+def day(value: date | None) -> str:
+    """Show a date as ``Mar 4, 2026``."""
+    return value.strftime("%b %-d, %Y") if value else ""
+
+
+def tag_label(code: str) -> str:
+    """Show a tag code in words."""
+    try:
+        from crm.triage import TAG_LABELS
+    except ImportError:  # the tagger module arrives with issue 4
+        return code
+    return TAG_LABELS.get(code, code)
+
+
+def nav_items(user: Any) -> list[tuple[str, str, str]]:
+    """Return (endpoint, label, key) of the navigation a user's role may use."""
+    if not getattr(user, "is_authenticated", False):
+        return []
+    items: list[tuple[str, str, str]] = []
+    if user.role in ("front_desk", "manager", "admin"):
+        items.append(("leads.queue", "Leads", "leads"))
+        items.append(("leads.tasks", "My tasks", "tasks"))
+    if user.role in ("surgeon", "manager"):
+        items.append(("referrals.queue", "Referrals", "referrals"))
+    if can(user, "dashboard"):
+        items.append(("dashboard.index", "Dashboard", "dashboard"))
+    if can(user, "administer"):
+        items.append(("admin.index", "Admin", "admin"))
+    return items
+
+
+def init_templating(app: Flask) -> None:
+    """Register the filters and globals."""
+    app.jinja_env.filters.update(
+        phone=phones.display,
+        local=local,
+        age=age,
+        day=day,
+        tag_label=tag_label,
+        stage_label=lambda s: STAGE_LABELS.get(s, s),
+        source_label=lambda s: SOURCE_LABELS.get(s, s),
+        close_reason_label=lambda s: CLOSE_REASON_LABELS.get(s, s),
+        role_label=lambda s: ROLE_LABELS.get(s, s),
+    )
+    app.jinja_env.globals.update(nav_items=nav_items, can=can, current_user=current_user)
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True

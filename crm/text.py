@@ -1,0 +1,24 @@
+"""Folding of names and words the same way on SQLite and PostgreSQL (for search)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def fold(text: str) -> str:
+    """Lower-case a text and strip its accents ("José" → "jose")."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
+def name_terms(*parts: str | None) -> list[str]:
+    """Return the distinct folded words of a name, each cut to 100 characters."""
+    words: list[str] = []
+    for part in parts:
+        for word in _WORD.findall(fold(part or "")):
+            if word not in words:
+                words.append(word[:100])
+    return words
