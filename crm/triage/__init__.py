@@ -159,14 +159,8 @@ class _TargetFinder:
         seen: set[tuple[str, int, int]] = set()
         for tag, pattern in self.patterns:
             for found in pattern.finditer(text):
-                span = doc.char_span(
-                    found.start(), found.end(), label=tag, alignment_mode="expand"
-                )
-                if (
-                    span is not None
-                    and len(span)
-                    and (tag, span.start, span.end) not in seen
-                ):
+                span = doc.char_span(found.start(), found.end(), label=tag, alignment_mode="expand")
+                if span is not None and len(span) and (tag, span.start, span.end) not in seen:
                     seen.add((tag, span.start, span.end))
                     spans.append(span)
         doc.spans[_SPAN_GROUP] = spans
@@ -314,9 +308,7 @@ def _designated_patient(text: str) -> str | None:
         if found:
             return _rel_group(found[1])
     present = _RELATIVE_PRESENT.search(text)
-    if present and (
-        _THIRD_PERSON_ASK.search(text) or not _FIRST_PERSON_COMPLAINT.search(text)
-    ):
+    if present and (_THIRD_PERSON_ASK.search(text) or not _FIRST_PERSON_COMPLAINT.search(text)):
         return _rel_group(present[1])
     return None
 
@@ -344,9 +336,7 @@ def _reason(span: Span, patient: str | None) -> str | None:
     return None
 
 
-_FREQUENCY_AFTER = re.compile(
-    r"^\s+(?:a|per|every|each)\s+(?:day|week|month|year)", re.IGNORECASE
-)
+_FREQUENCY_AFTER = re.compile(r"^\s+(?:a|per|every|each)\s+(?:day|week|month|year)", re.IGNORECASE)
 _FREQUENCY_BEFORE = re.compile(
     r"\b(?:a|per|every|each|once|twice|times|in|next|within|another|than)\s+$",
     re.IGNORECASE,
@@ -386,25 +376,19 @@ def _duration_days(span: Span, chunk: str, today: date) -> int | None:
         chunk[span.end_char : span.end_char + 40],
         chunk[max(0, span.start_char - 40) : span.start_char],
     )
-    if (
-        _FREQUENCY_AFTER.match(after)
-        or _AGE_AFTER.match(after)
-        or _PT_AFTER.match(after)
-    ):
+    if _FREQUENCY_AFTER.match(after) or _AGE_AFTER.match(after) or _PT_AFTER.match(after):
         return None
     bare = is_bare_date(phrase)
-    if not bare and not phrase.lower().startswith("since"):
-        if _FREQUENCY_BEFORE.search(before) or _PT_BEFORE.search(before):
-            return None
+    therapy_or_frequency = _FREQUENCY_BEFORE.search(before) or _PT_BEFORE.search(before)
+    if not bare and not phrase.lower().startswith("since") and therapy_or_frequency:
+        return None
     if bare:
         sentence = span.sent.text.replace(phrase, " ")
         others = any(
             s.label_ != rules.DURATION and s.sent.start == span.sent.start
             for s in span.doc.spans[_SPAN_GROUP]
         )
-        if _NOT_ONSET_CUE.search(sentence) or not (
-            others or _ONSET_CUE.search(sentence)
-        ):
+        if _NOT_ONSET_CUE.search(sentence) or not (others or _ONSET_CUE.search(sentence)):
             return None
     return days
 
@@ -420,9 +404,7 @@ def _analyse(text: str, today: date) -> Explanation:
     set_aside: dict[tuple[str, int, int], SetAside] = {}
     onset: tuple[int, Evidence] | None = None
     pieces = list(_chunks(clean))
-    for (offset, chunk), doc in zip(
-        pieces, nlp.pipe(chunk for _, chunk in pieces), strict=True
-    ):
+    for (offset, chunk), doc in zip(pieces, nlp.pipe(chunk for _, chunk in pieces), strict=True):
         for span in _targets(doc):
             start, end = offset + span.start_char, offset + span.end_char
             reason = _reason(span, patient)
@@ -441,9 +423,7 @@ def _analyse(text: str, today: date) -> Explanation:
             if reason is None:
                 evidence.setdefault(key, Evidence(tag, text[start:end], start, end))
             else:
-                set_aside.setdefault(
-                    key, SetAside(tag, text[start:end], start, end, reason)
-                )
+                set_aside.setdefault(key, SetAside(tag, text[start:end], start, end, reason))
     if onset is not None:
         evidence[(onset[1].tag, onset[1].start, onset[1].end)] = onset[1]
     ordered = sorted(evidence.values(), key=lambda e: (e.start, e.tag))
@@ -486,15 +466,11 @@ def format_explanation(text: str, today: date | None = None) -> str:
         lines += [f"URGENT — {RED_FLAG_ADVICE}", ""]
     lines.append("Tags:" if result.tags else "Tags: none")
     for tag in result.tags:
-        phrases = ", ".join(
-            f'"{e.phrase}" [{e.start}:{e.end}]' for e in result.evidence if e.tag == tag
-        )
+        phrases = ", ".join(f'"{e.phrase}" [{e.start}:{e.end}]' for e in result.evidence if e.tag == tag)
         lines.append(f"  {tag:<26} {TAG_LABELS[tag]} — {phrases}")
     if result.set_aside:
         lines.append("Set aside:")
         for item in result.set_aside:
             why = _REASON_WORDS.get(item.reason, item.reason)
-            lines.append(
-                f'  "{item.phrase}" [{item.start}:{item.end}] — {why} (would give {item.tag})'
-            )
+            lines.append(f'  "{item.phrase}" [{item.start}:{item.end}] — {why} (would give {item.tag})')
     return "\n".join(lines)

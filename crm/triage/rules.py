@@ -1,21 +1,28 @@
 """Target patterns and ConText rules of the complaint tagger, in patients' own vocabulary.
 
-Targets are regular expressions run over the lower-cased text; what surrounds a target (negation, someone else, hypothetical) is left to medspaCy's ConText,
-with the clinic-specific rules below added to its defaults.
+Targets are regular expressions run over the lower-cased text; what surrounds a target
+(negation, someone else, hypothetical) is left to medspaCy's ConText, with the clinic-specific
+rules below added to its defaults.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from medspacy.context import ConTextRule
-from spacy.tokens import Span
+if TYPE_CHECKING:  # medspaCy is imported only when the pipeline is built (import takes ~0.8 s)
+    from medspacy.context import ConTextRule
+    from spacy.tokens import Span
 
 DURATION = "DURATION"
 
 _POSS = r"(?:my|the|her|his|their|both|one|a|your)"
-_SIDE_MOD = r"(?:(?:left|right|lt|rt|upper|lower|back\s+of\s+(?:my|the|her|his)|front\s+of\s+(?:my|the|her|his)|side\s+of\s+(?:my|the|her|his)|outer|inner|outside\s+of\s+(?:my|the|her|his)|big|little|both)\s+)*"
+_OF = r"\s+of\s+(?:my|the|her|his)"
+_SIDE_MOD = (
+    rf"(?:(?:left|right|lt|rt|upper|lower|back{_OF}|front{_OF}|side{_OF}|outer|inner|outside{_OF}|"
+    r"big|little|both)\s+)*"
+)
 _LEG = r"(?:legs?|thighs?|calf|calves|shins?|foot|feet|toes?|knees?|ankles?)"
 _ARM = r"(?:arms?|hands?|fingers?|thumbs?|pinky|pinkies|forearms?|elbows?|wrists?|biceps?|triceps?)"
 _SPREAD = (
@@ -28,7 +35,10 @@ _SYMPTOM = (
     r"(?:pain|painful|hurts?|hurting|aches?|aching|numb\w*|tingl\w*|burn\w*|throb\w*|cramp\w*|"
     r"sore|heavy|asleep|pins\s+and\s+needles)"
 )
-_LINK = r"(?:(?:is|are|feels?|felt|gets?|get|goes|go|went|keeps?|has\s+been|have\s+been|started|start)\s+)?(?:\w+\s+){0,2}?"
+_LINK = (
+    r"(?:(?:is|are|feels?|felt|gets?|get|goes|go|went|keeps?|has\s+been|have\s+been|started|start)\s+)?"
+    r"(?:\w+\s+){0,2}?"
+)
 _DISC = r"(?:discs?|disks?)"
 _PT = (
     r"(?:physical\s+therap(?:y|ist)|physio(?:therapy|therapist)?|pt|p\.t\.|"
@@ -230,13 +240,12 @@ _BODY = (
     r"flank|(?:lower|low|upper|mid|middle)[- ]?back|neck|ribs?|rib\s+cage|SI\s+joint|sciatic\w*|groin|pelvis|"
     r"lumbar|chest|kidney\s+area)"
 )
-_BACK_PAIN = (
-    r"back(?=\s+(?:pain|spasms?|hurts?|aches?|is|has|muscles?|area|side|region))"
-)
+_BACK_PAIN = r"back(?=\s+(?:pain|spasms?|hurts?|aches?|is|has|muscles?|area|side|region))"
 for _side, _word in (("side:left", r"(?:left|lt)"), ("side:right", r"(?:right|rt)")):
     TARGETS[_side] = [
-        rf"(?<!all\s)(?<!alright\s)\b{_word}(?:[- ]sided?|\s+side(?:\s+of)?)?\s+(?:(?:lower|low|upper|mid|middle|"
-        rf"side\s+of\s+my|part\s+of\s+my|inner|outer|big|little|pinky)\s+)*(?:{_BODY}|{_BACK_PAIN})\b",
+        rf"(?<!all\s)(?<!alright\s)\b{_word}(?:[- ]sided?|\s+side(?:\s+of)?)?\s+"
+        r"(?:(?:lower|low|upper|mid|middle|side\s+of\s+my|part\s+of\s+my|inner|outer|big|little|pinky)\s+)*"
+        rf"(?:{_BODY}|{_BACK_PAIN})\b",
         rf"\b{_word}[- ]sided\b",
         rf"\b(?:on|to|in)\s+(?:the|my|her|his)\s+{_word}\b(?!\s+(?:now|away|track))",
         rf"\b{_word}\s+of\s+(?:my|the|her|his)\s+spine\b",
@@ -263,7 +272,11 @@ _HOLIDAY = (
 )
 _SEASON = r"(?:summer|spring|fall|autumn|winter)"
 _WEEKDAY_FULL = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?"
-_MONTH_FULL = r"(?:january|february|march|april|(?<=in\s|ce\s|ly\s|te\s|id\s|st\s|is\s|id-)may|june|july|august|september|sept|october|november|december)"
+# "may" is a month only after "in", "since", "early", "late", "mid", "last", "this".
+_MONTH_FULL = (
+    r"(?:january|february|march|april|(?<=in\s|ce\s|ly\s|te\s|id\s|st\s|is\s|id-)may|june|july|august|"
+    r"september|sept|october|november|december)"
+)
 _DATE_SINCE = (
     rf"(?:(?:last|this|this\s+past|past)\s+)?(?:{_WEEKDAY}|weekend)|the\s+weekend|yesterday|today|tonight|"
     rf"this\s+(?:morning|afternoon|evening)|last\s+(?:night|week|month|year|weekend)|this\s+week|"
@@ -275,7 +288,8 @@ _DATE_SINCE = (
 _DATE_BARE = (
     rf"(?:(?:last|this|this\s+past|past|on)\s+)?(?:{_WEEKDAY_FULL}|weekend)|the\s+weekend|yesterday|today|"
     rf"tonight|this\s+(?:morning|afternoon|evening)|last\s+(?:night|week|month|year|weekend)|this\s+week|"
-    rf"the\s+other\s+day|(?:in\s+|on\s+|early\s+|late\s+|mid[- ])?{_MONTH_FULL}(?:\s+\d{{1,2}}(?:st|nd|rd|th)?)?|"
+    rf"the\s+other\s+day|(?:in\s+|on\s+|early\s+|late\s+|mid[- ])?{_MONTH_FULL}"
+    r"(?:\s+\d{1,2}(?:st|nd|rd|th)?)?|"
     rf"\d{{1,2}}/\d{{1,2}}(?:/\d{{2,4}})?|(?:in|back\s+in)\s+(?:19|20)\d\d|{_HOLIDAY}|(?:last|this)\s+{_SEASON}"
 )
 TARGETS[DURATION] = [
@@ -369,23 +383,20 @@ _VERB_NEG = [
 
 def context_rules(default_rules: list[ConTextRule]) -> list[ConTextRule]:
     """Adapt medspaCy's default ConText rules to patients' messages and add the clinic's own."""
+    from medspacy.context import ConTextRule
+
     rules: list[ConTextRule] = []
     clause_bound: Callable[[Span, Span, Span], bool] = same_clause
     for rule in default_rules:
         if rule.literal in _DROPPED_DEFAULTS:
             continue
-        if (
-            rule.category in {"NEGATED_EXISTENCE", "HYPOTHETICAL"}
-            and rule.direction != "TERMINATE"
-        ):
+        if rule.category in {"NEGATED_EXISTENCE", "HYPOTHETICAL"} and rule.direction != "TERMINATE":
             rule.on_modifies = clause_bound
         if rule.category == "FAMILY":
             rule.terminated_by = {"FIRST_PERSON", "TERMINATE"}
         rules.append(rule)
 
-    def neg(
-        literal: str, direction: str = "FORWARD", pattern: list | None = None
-    ) -> ConTextRule:
+    def neg(literal: str, direction: str = "FORWARD", pattern: list | None = None) -> ConTextRule:
         return ConTextRule(
             literal,
             "NEGATED_EXISTENCE",
@@ -530,6 +541,8 @@ def context_rules(default_rules: list[ConTextRule]) -> list[ConTextRule]:
         pseudo(
             "not verb",
             [
+                # The auxiliary makes this longer than the plain "can't" negation, so it wins.
+                {"LOWER": {"IN": list(_AUXILIARIES)}, "OP": "?"},
                 {"LOWER": {"IN": ["not", "n't", "never"]}},
                 {"LOWER": {"IN": ["really", "even", "just"]}, "OP": "?"},
                 {"LOWER": {"IN": _VERB_NEG}},
@@ -584,9 +597,7 @@ def context_rules(default_rules: list[ConTextRule]) -> list[ConTextRule]:
                     }
                 },
                 {
-                    "LOWER": {
-                        "IN": ["far", "long", "much", "up", "down", "anywhere", "more"]
-                    },
+                    "LOWER": {"IN": ["far", "long", "much", "up", "down", "anywhere", "more"]},
                     "OP": "?",
                 },
                 {"LOWER": "without"},
@@ -666,19 +677,14 @@ def context_rules(default_rules: list[ConTextRule]) -> list[ConTextRule]:
             "first person",
             "FIRST_PERSON",
             direction="PSEUDO",
-            pattern=[
-                {
-                    "LOWER": {
-                        "IN": ["i", "me", "myself", "mine", "i'm", "im", "i've", "ive"]
-                    }
-                }
-            ],
+            pattern=[{"LOWER": {"IN": ["i", "me", "myself", "mine", "i'm", "im", "i've", "ive"]}}],
         ),
         ConTextRule("my", "FIRST_PERSON", direction="PSEUDO"),
     ]
     return [phrase for rule in rules for phrase in _as_phrases(rule)]
 
 
+_MAX_PHRASES = 400
 _AUXILIARIES = (
     "do",
     "does",
@@ -713,7 +719,7 @@ def _expand(pattern: list[dict]) -> list[list[str]] | None:
             options = list(value["IN"])
         else:
             return None
-        grown = [seq + [option] for seq in sequences for option in options]
+        grown = [[*seq, option] for seq in sequences for option in options]
         sequences = sequences + grown if token.get("OP") == "?" else grown
     return [seq for seq in sequences if seq]
 
@@ -724,6 +730,8 @@ def _as_phrases(rule: ConTextRule) -> list[ConTextRule]:
     spaCy's token Matcher ran ~70 ConText patterns at every token (3 ms per 1,000 characters);
     the same rules as phrases go through the PhraseMatcher, a hash lookup per token.
     """
+    from medspacy.context import ConTextRule
+
     sequences = _expand(rule.pattern) if isinstance(rule.pattern, list) else None
     if sequences is None:
         return [rule]
@@ -734,6 +742,8 @@ def _as_phrases(rule: ConTextRule) -> list[ConTextRule]:
             literals.update(aux + text for aux in _AUXILIARIES)
         else:
             literals.add(text)
+    if len(literals) > _MAX_PHRASES:
+        return [rule]  # one token pattern is cheaper than thousands of phrases in memory
     return [
         ConTextRule(
             literal,
