@@ -57,11 +57,7 @@ def _amount_days(match: re.Match[str]) -> int:
     raw = match["num"].lower().replace("of", "").split()[-1]
     num = float(raw) if raw[0].isdigit() else _WORD_NUM.get(raw, 1)
     unit = match["unit"].lower()
-    key = (
-        "y"
-        if unit.startswith(("y", "dec"))
-        else ("m" if unit.startswith("m") else unit[0])
-    )
+    key = "y" if unit.startswith(("y", "dec")) else ("m" if unit.startswith("m") else unit[0])
     if unit.startswith("dec"):
         num *= 10
     return int(num * _UNIT_DAYS[key])
@@ -105,9 +101,7 @@ def _holiday(name: str, today: date) -> date | None:
 def _date_days(phrase: str, today: date) -> int | None:
     """Count the days from a calendar phrase ("Monday", "since March", "in 2019") to today."""
     p = phrase.lower()
-    if re.search(
-        r"teen|kid|child|little|young|high school|college|twenties|20s|30s", p
-    ):
+    if re.search(r"teen|kid|child|little|young|high school|college|twenties|20s|30s", p):
         return 3650
     if "yesterday" in p or "last night" in p:
         return 1
@@ -173,6 +167,4 @@ def phrase_days(phrase: str, today: date) -> int | None:
 def is_bare_date(phrase: str) -> bool:
     """Tell a plain date ("Friday", "in 2018") from an explicit span ("since…", "x 2 months")."""
     p = phrase.lower().strip()
-    return not (
-        p.startswith("since") or _AMOUNT.search(p) or _CHRONIC_WORDS.search(p)
-    ) or p.endswith("ago")
+    return not (p.startswith("since") or _AMOUNT.search(p) or _CHRONIC_WORDS.search(p)) or p.endswith("ago")
