@@ -392,3 +392,12 @@ def test_default_today_is_the_clinic_date() -> None:
         date.today(),
         *(date.fromordinal(date.today().toordinal() + d) for d in (-1, 1)),
     }
+
+
+def test_loading_leaves_the_warning_filters_alone() -> None:
+    code = (
+        "import warnings; before = list(warnings.filters); import crm.triage; crm.triage.warm_up(); "
+        "print(list(warnings.filters) == before)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"

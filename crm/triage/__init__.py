@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -174,9 +175,14 @@ def _build_pipeline(*, with_context: bool = True) -> Language:
     from loguru import logger
 
     logger.disable("PyRuSH")
+    # medspaCy's matcher module runs warnings.filterwarnings("ignore") at import, which would
+    # silence every warning in the process (and defeat pytest's "error"); undo that.
+    saved_filters = warnings.filters[:]
     import medspacy
     from medspacy.context import ConTextRule
     from spacy.language import Language
+
+    warnings.filters[:] = saved_filters
 
     if not Language.has_factory(_TARGET_COMPONENT):
         Language.factory(_TARGET_COMPONENT)(lambda nlp, name: _TargetFinder())
