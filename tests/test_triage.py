@@ -22,7 +22,9 @@ from crm.triage import (
     ALL_TAGS,
     RED_FLAG_ADVICE,
     TAG_LABELS,
+    Evidence,
     Explanation,
+    SetAside,
     explain_complaint,
     format_explanation,
     is_urgent,
@@ -220,7 +222,8 @@ def test_explain_offsets_point_into_the_original_text() -> None:
     for row in MAIN + HOLDOUT:
         text = row["text"]
         explained = explain_complaint(text, today=today_of(row))
-        for item in [*explained.evidence, *explained.set_aside]:
+        items: list[Evidence | SetAside] = [*explained.evidence, *explained.set_aside]
+        for item in items:
             assert text[item.start : item.end] == item.phrase
         assert {e.tag for e in explained.evidence} == set(explained.tags)
 

@@ -176,13 +176,11 @@ def _build_pipeline(*, with_context: bool = True) -> Language:
 
     logger.disable("PyRuSH")
     # medspaCy's matcher module runs warnings.filterwarnings("ignore") at import, which would
-    # silence every warning in the process (and defeat pytest's "error"); undo that.
-    saved_filters = warnings.filters[:]
-    import medspacy
-    from medspacy.context import ConTextRule
-    from spacy.language import Language
-
-    warnings.filters[:] = saved_filters
+    # silence every warning in the process (and defeat pytest's "error"); catch_warnings undoes it.
+    with warnings.catch_warnings():
+        import medspacy
+        from medspacy.context import ConTextRule
+        from spacy.language import Language
 
     if not Language.has_factory(_TARGET_COMPONENT):
         Language.factory(_TARGET_COMPONENT)(lambda nlp, name: _TargetFinder())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
-from dateutil.easter import easter
+from dateutil.easter import easter  # type: ignore[import-untyped]
 
 # PRODUCT §3: chronic is six weeks or longer.
 CHRONIC_DAYS = 42
