@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from config import TestConfig
 from crm import clock, create_app
 from crm.extensions import db
-from crm.models import User
+from crm.models import Lead, LeadTag, User
 from crm.passwords import hash_password
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -185,6 +185,34 @@ def make_user(app: Flask) -> Callable[..., User]:
         db.session.add(user)
         db.session.commit()
         return user
+
+    return make
+
+
+@pytest.fixture
+def make_lead(app: Flask) -> Callable[..., Lead]:
+    """Create a committed lead: ``make_lead(stage="evaluation", tags=["history:failed_pt"])``.
+
+    Tags are stored as the tagger would (origin "auto"); a lead created past ``new`` gets no
+    history rows: tests of history build it through ``pipeline.move``.
+    """
+
+    def make(*, tags: list[str] | tuple[str, ...] = (), tag_origin: str = "auto", **overrides: Any) -> Lead:
+        n = next(_counter)
+        values: dict[str, Any] = {
+            "first_name": "Pat",
+            "last_name": f"Patient{n}",
+            "source": "phone",
+            "stage": "new",
+            "created_at": clock.now(),
+        }
+        values.update(overrides)
+        lead = Lead(**values)
+        for code in tags:
+            lead.tags.append(LeadTag(code=code, origin=tag_origin, state="active"))
+        db.session.add(lead)
+        db.session.commit()
+        return lead
 
     return make
 
