@@ -43,5 +43,9 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## Speed figures (the tagger now; the full 100k-lead harness arrives with issue 10).
+bench: install
+	$(BIN)/python bench/bench_triage.py
+
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache

@@ -12,6 +12,7 @@ from crm import clock, phones
 from crm.authz import can
 from crm.models import CLOSE_REASON_LABELS, ROLE_LABELS, SOURCE_LABELS, STAGE_LABELS
 from crm.settings import clinic_tz
+from crm.triage import TAG_LABELS
 
 
 def local(value: datetime | None, fmt: str = "%b %-d, %Y %-I:%M %p") -> str:
@@ -42,10 +43,6 @@ def day(value: date | None) -> str:
 
 def tag_label(code: str) -> str:
     """Show a tag code in words."""
-    try:
-        from crm.triage import TAG_LABELS
-    except ImportError:  # the tagger module arrives with issue 4
-        return code
     return TAG_LABELS.get(code, code)
 
 
