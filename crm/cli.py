@@ -11,7 +11,7 @@ from crm import audit, clock
 from crm.extensions import db
 from crm.models import ROLE_LABELS, ROLES, Lead, User
 from crm.passwords import WeakPassword, check_policy, hash_password
-from crm.security import end_all_sessions
+from crm.security import end_all_sessions, set_password
 
 user_cli = AppGroup("user", help="Manage staff accounts.")
 
@@ -74,6 +74,28 @@ def user_deactivate(email: str) -> None:
     )
     db.session.commit()
     click.echo(f"Deactivated {user.email}; ended {ended} session(s).")
+
+
+@user_cli.command("set-password")
+@click.argument("email")
+@click.option("--password", default=None, help="Omit to be prompted (hidden).")
+def user_set_password(email: str, password: str | None) -> None:
+    """Reset an account's password and end all of its sessions."""
+    user = db.session.scalar(sa.select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"No account for {email}.")
+    if password is None:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        ended = set_password(user, password)
+    except WeakPassword as error:
+        db.session.rollback()
+        raise click.ClickException(str(error)) from None
+    audit.record(
+        "user_set_password", user_id=None, detail={"user_id": user.id, "sessions_ended": ended}, via="cli"
+    )
+    db.session.commit()
+    click.echo(f"Changed the password of {user.email}; ended {ended} session(s).")
 
 
 @click.command("seed-demo")

@@ -21,7 +21,7 @@ from flask_talisman import Talisman
 from crm import clock
 from crm.extensions import db, login_manager
 from crm.models import ThrottleHit, User, UserSession
-from crm.passwords import hash_password, needs_rehash, verify_password
+from crm.passwords import check_policy, hash_password, needs_rehash, verify_password
 
 talisman = Talisman()
 
@@ -145,6 +145,17 @@ def end_all_sessions(user: User) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def set_password(user: User, password: str) -> int:
+    """Give a user a new password and end every session they have; return how many ended.
+
+    :raises WeakPassword: when the password breaks the policy.
+    """
+    check_policy(password, email=user.email, name=user.name)
+    user.password_hash = hash_password(password)
+    user.password_changed_at = clock.now()
+    return end_all_sessions(user)
+
+
 # --------------------------------------------------------------------------- throttling
 
 
@@ -199,7 +210,9 @@ def authenticate(email: str, password: str, ip: str) -> SignInResult:
             None,
             "Too many failed sign-ins from this network. Wait a few minutes, then try again.",
         )
-    if count_hits("login-account", email, window) >= cfg["LOGIN_ACCOUNT_FAILURES"]:
+    if count_hits("login-account", email, window) >= cfg["LOGIN_ACCOUNT_FAILURES"] or count_hits(
+        "login-lock", email, window
+    ):
         # Counted for unknown emails too, so a lock says nothing about whether one exists.
         return SignInResult(
             None,
@@ -211,6 +224,11 @@ def authenticate(email: str, password: str, ip: str) -> SignInResult:
     if not ok or user is None or not user.active:
         record_hit("login-account", email)
         record_hit("login-address", ip)
+        db.session.flush()
+        if count_hits("login-account", email, window) >= cfg["LOGIN_ACCOUNT_FAILURES"]:
+            # The lock runs a full window from the failure that set it, not until the first
+            # failure of the series ages out (which would allow one guess every few minutes).
+            record_hit("login-lock", email)
         db.session.commit()
         return SignInResult(None, GENERIC_FAILURE)
     clear_hits("login-account", email)
