@@ -1,40 +1,51 @@
-"""The lead list, the lead page and my tasks (read-only until issue 6 adds the work)."""
+"""The lead list, the lead page (edit, move, note), notifications and my tasks."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
+from wtforms.fields.choices import SelectChoice
 
-from crm import audit
-from crm.authz import leads_visible_to, load_lead_for, roles
+from crm import audit, clock
+from crm.authz import can, leads_visible_to, load_lead_for, roles
 from crm.extensions import db
+from crm.leadedit import EditRefused, StaleVersion, add_note, describe_changes, update_lead
+from crm.leads.evidence import LeadEvidence, explain_texts
+from crm.leads.forms import LeadEditForm, MarkReadForm, NoteForm, StageForm, clinic_local_to_utc
 from crm.models import (
     Appointment,
     AppointmentRequest,
     Call,
     Lead,
     Note,
+    Notification,
     StageChange,
     TagChange,
     Task,
+    User,
 )
+from crm.pipeline import REVIEW, MoveRequest, StageRefused, allowed_targets, label, move
 from crm.security import client_ip
+from crm.triage import RED_FLAG_ADVICE
 
 bp = Blueprint("leads", __name__)
 
 PER_PAGE = 50
 STAFF = ("front_desk", "surgeon", "manager", "admin")
+EDITORS = ("front_desk", "manager", "admin")
+NOTIFICATIONS_SHOWN = 20
 
 
 @bp.route("/leads")
 @roles(*STAFF)
 def queue() -> str:
-    """List open leads, newest first, a page at a time."""
+    """List open leads, newest first, a page at a time, under the user's unread notifications."""
     page = request.args.get("page", 1, type=int) or 1
     query = (
         sa.select(Lead)
@@ -43,27 +54,222 @@ def queue() -> str:
         .order_by(Lead.created_at.desc(), Lead.id.desc())
     )
     pagination = db.paginate(query, page=max(page, 1), per_page=PER_PAGE, error_out=False)
+    notifications = db.session.execute(
+        sa.select(Notification, Lead)
+        .outerjoin(Lead, Lead.id == Notification.lead_id)
+        .where(Notification.user_id == current_user.id, Notification.read_at.is_(None))
+        .order_by(Notification.created_at.desc(), Notification.id.desc())
+        .limit(NOTIFICATIONS_SHOWN)
+    ).all()
     audit.record_list(
         "lead_list", user_id=current_user.id, lead_ids=[lead.id for lead in pagination.items], ip=client_ip()
     )
     db.session.commit()
-    return render_template("leads/queue.html", pagination=pagination)
+    return render_template(
+        "leads/queue.html", pagination=pagination, notifications=notifications, read_form=MarkReadForm()
+    )
+
+
+@bp.route("/notifications/<int:notification_id>/read", methods=["POST"])
+@roles(*STAFF)
+def mark_read(notification_id: int) -> Response:
+    """Mark one of the signed-in user's notifications read."""
+    note = db.session.scalar(
+        sa.select(Notification).where(
+            Notification.id == notification_id, Notification.user_id == current_user.id
+        )
+    )
+    if note is None:
+        abort(404)
+    if not MarkReadForm().validate_on_submit():
+        abort(400, description="The form expired. Reload the page and try again.")
+    if note.read_at is None:
+        note.read_at = clock.now()
+        db.session.commit()
+    return redirect(url_for("leads.queue"))
 
 
 @bp.route("/leads/<int:lead_id>")
 @roles(*STAFF)
 def detail(lead_id: int) -> Response | str:
-    """Show one lead: contact, clinical facts, tags and its activity, newest first."""
+    """Show one lead: contact, clinical facts, explained tags, stage moves and its activity."""
     lead = load_lead_for(current_user, lead_id)
     if lead.merged_into_id is not None:
         return redirect(url_for("leads.detail", lead_id=lead.merged_into_id))
-    timeline = build_timeline(lead.id)
-    tasks = db.session.scalars(
-        sa.select(Task).where(Task.lead_id == lead.id).order_by(Task.done_at.is_not(None), Task.due_at)
-    ).all()
+    page = render_lead_page(lead)  # before the commit, which would expire what the page read
     audit.record("lead_view", user_id=current_user.id, lead_id=lead.id, ip=client_ip())
     db.session.commit()
-    return render_template("leads/detail.html", lead=lead, timeline=timeline, tasks=tasks)
+    return page
+
+
+@bp.route("/leads/<int:lead_id>/edit", methods=["POST"])
+@roles(*EDITORS)
+def edit(lead_id: int) -> Response | str:
+    """Save contact, consent and clinical facts, refusing a save made from an outdated copy."""
+    lead = load_lead_for(current_user, lead_id)
+    form = LeadEditForm()
+    if not form.validate_on_submit():
+        return render_lead_page(lead, edit_form=form, status=400)
+    try:
+        changed = update_lead(
+            lead, form.changes(), expected_version=int(form.version.data), actor=current_user, ip=client_ip()
+        )
+        db.session.commit()
+    except (StaleVersion, StaleDataError) as error:
+        db.session.rollback()
+        return _refuse_stale(lead_id, form, error)
+    except EditRefused as error:
+        db.session.rollback()
+        form.form_errors.append(str(error))
+        return render_lead_page(load_lead_for(current_user, lead_id), edit_form=form, status=400)
+    flash("Saved." if changed else "Nothing to save: no field changed.", "success")
+    return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="details-h"))
+
+
+def _refuse_stale(lead_id: int, form: LeadEditForm, error: Exception) -> tuple[str, int]:
+    """Re-show the editor's input with what the other person changed, against the new version."""
+    lead = load_lead_for(current_user, lead_id)
+    changed = error.changed_fields_by_other if isinstance(error, StaleVersion) else {}
+    form.version.data = str(lead.version)  # a second save, after reading the changes, goes through
+    return render_lead_page(lead, edit_form=form, conflict=describe_changes(changed), status=409)
+
+
+@bp.route("/leads/<int:lead_id>/stage", methods=["POST"])
+@roles(*STAFF)
+def stage(lead_id: int) -> Response:
+    """Move a lead to another stage through the stage machine."""
+    lead = load_lead_for(current_user, lead_id)
+    form = StageForm()
+    if not form.validate_on_submit():
+        flash(_first_error(form), "error")
+        return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="stage-h"))
+    before = lead.stage
+    try:
+        move(lead, _move_request(form), actor=current_user)
+        audit.record(
+            "lead_stage",
+            user_id=current_user.id,
+            lead_id=lead.id,
+            detail={"from": before, "to": lead.stage},
+            ip=client_ip(),
+        )
+        db.session.commit()
+    except StageRefused as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(url_for("leads.detail", lead_id=lead_id, _anchor="stage-h"))
+    flash(f"Moved to {label(lead.stage)}.", "success")
+    return redirect(url_for("leads.detail", lead_id=lead.id))
+
+
+def _move_request(form: StageForm) -> MoveRequest:
+    """Read the stage form into the stage machine's request."""
+    surgeon = db.session.get(User, form.surgeon.data) if form.surgeon.data else None
+    return MoveRequest(
+        to=form.to.data or "",
+        reason=form.reason.data,
+        close_reason=form.close_reason.data or None,
+        override=bool(form.override.data),
+        surgeon=surgeon,
+        consult_at=clinic_local_to_utc(form.consult_at.data),
+    )
+
+
+@bp.route("/leads/<int:lead_id>/notes", methods=["POST"])
+@roles(*STAFF)
+def notes(lead_id: int) -> Response:
+    """Add a note to the lead's timeline."""
+    lead = load_lead_for(current_user, lead_id)
+    form = NoteForm()
+    if not form.validate_on_submit():
+        flash(_first_error(form), "error")
+        return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="note-h"))
+    try:
+        add_note(lead, form.body.data or "", actor=current_user, ip=client_ip())
+        db.session.commit()
+    except EditRefused as error:
+        db.session.rollback()
+        flash(str(error), "error")
+    else:
+        flash("Note added.", "success")
+    return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="timeline-h"))
+
+
+def _first_error(form: Any) -> str:
+    """Return the form's first error in words (a CSRF failure included)."""
+    for name, errors in form.errors.items():
+        if errors:
+            if name == "csrf_token":
+                return "The form expired. Reload the page and try again."
+            field = getattr(form, name, None)
+            return f"{field.label.text if field else name}: {errors[0]}"
+    return "Check the form and try again."
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def render_lead_page(
+    lead: Lead,
+    *,
+    edit_form: LeadEditForm | None = None,
+    conflict: list[Any] | None = None,
+    status: int = 200,
+) -> Any:
+    """Render the lead page with its forms; an edit form given back keeps the user's input."""
+    timeline = build_timeline(lead.id)
+    tasks = [item["obj"] for item in timeline if item["kind"] == "task"]
+    tasks.sort(key=lambda t: (t.done_at is not None, t.due_at))
+    evidence = lead_evidence(timeline)
+    targets = allowed_targets(lead, current_user) if lead.merged_into_id is None else []
+    stage_form = StageForm(formdata=None)
+    stage_form.to.choices = [SelectChoice(t, label(t)) for t in targets]
+    surgeons: list[User] = []
+    if REVIEW in targets:
+        surgeons = list(
+            db.session.scalars(
+                sa.select(User).where(User.role == "surgeon", User.active.is_(True)).order_by(User.name)
+            )
+        )
+        stage_form.surgeon.choices = [
+            SelectChoice("", "Clinic default / unassigned"),
+            *[SelectChoice(str(s.id), s.name) for s in surgeons],
+        ]
+    if edit_form is None and can(current_user, "edit_leads"):
+        edit_form = LeadEditForm(formdata=None, obj=lead)
+        edit_form.version.data = str(lead.version)
+    body = render_template(
+        "leads/detail.html",
+        lead=lead,
+        timeline=timeline,
+        tasks=tasks,
+        evidence=evidence,
+        targets=targets,
+        stage_form=stage_form,
+        note_form=NoteForm(formdata=None),
+        edit_form=edit_form,
+        conflict=conflict,
+        red_flag_advice=RED_FLAG_ADVICE,
+        can_edit=can(current_user, "edit_leads"),
+        can_note=can(current_user, "add_notes"),
+        can_override=can(current_user, "override_gate"),
+    )
+    return body if status == 200 else (body, status)
+
+
+def lead_evidence(timeline: list[dict[str, Any]]) -> LeadEvidence:
+    """Explain the patient's words on a lead: form messages, call notes and notes."""
+    texts: list[tuple[str, str, Any, str]] = []
+    for item in timeline:
+        obj = item["obj"]
+        if item["kind"] == "request" and obj.message:
+            texts.append(("request", "Web form message", item["at"], obj.message))
+        elif item["kind"] == "call" and obj.notes:
+            texts.append(("call", "Call notes", item["at"], obj.notes))
+        elif item["kind"] == "note":
+            who = obj.author.name if obj.author else "staff"
+            texts.append(("note", f"Note by {who}", item["at"], obj.body))
+    return explain_texts(texts)
 
 
 def build_timeline(lead_id: int) -> list[dict[str, Any]]:
@@ -91,6 +297,10 @@ def build_timeline(lead_id: int) -> list[dict[str, Any]]:
         sa.select(Appointment).where(Appointment.lead_id == lead_id).options(joinedload(Appointment.surgeon))
     ):
         items.append({"kind": "appointment", "at": appt.created_at, "obj": appt})
+    for task in db.session.scalars(
+        sa.select(Task).where(Task.lead_id == lead_id).options(joinedload(Task.assignee))
+    ):
+        items.append({"kind": "task", "at": task.created_at, "obj": task})
     items.sort(key=lambda item: item["at"], reverse=True)
     return items
 
