@@ -1,28 +1,221 @@
-"""The surgeons' referral queue (decisions arrive with issue 6)."""
+"""The surgeons' referral queue: one decision packet per lead, the decisions, and a print view."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from flask import Blueprint, render_template
-from flask_login import current_user
-from sqlalchemy.orm import selectinload
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
 
-from crm.authz import leads_visible_to, roles
+import sqlalchemy as sa
+from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.wrappers import Response
+
+from crm import audit, clock
+from crm.authz import leads_visible_to, load_lead_for, roles
 from crm.extensions import db
-from crm.models import Lead
+from crm.leadedit import EditRefused, take_referral
+from crm.leads.evidence import LeadEvidence, explain_texts
+from crm.leads.forms import clinic_local_to_utc
+from crm.models import AppointmentRequest, Call, Lead, Note
+from crm.pipeline import REVIEW, MoveRequest, StageRefused, move, request_more_info
+from crm.referrals.forms import BACK_TO_CARE, AcceptForm, DeclineForm, MoreInfoForm, TakeForm
+from crm.security import client_ip
+from crm.triage import RED_FLAG_ADVICE
 
 bp = Blueprint("referrals", __name__, url_prefix="/referrals")
 
+DECIDERS = ("surgeon", "manager")
+QUEUE_LIMIT = 100
+MORE_INFO_DUE = timedelta(days=1)
+
 
 @bp.route("")
-@roles("surgeon", "manager")
+@roles(*DECIDERS)
 def queue() -> str:
-    """List leads waiting for a surgeon's decision: urgent first, then oldest."""
+    """List leads waiting for a surgeon's decision, urgent first, then oldest, as decision packets."""
     leads = db.session.scalars(
         sa.select(Lead)
-        .where(Lead.stage == "surgical_review", Lead.in_queue.is_(True), leads_visible_to(current_user))
-        .options(selectinload(Lead.tags))
-        .order_by(Lead.urgent.desc(), Lead.stage_entered_at)
-        .limit(100)
+        .where(Lead.stage == REVIEW, Lead.in_queue.is_(True), leads_visible_to(current_user))
+        .options(
+            selectinload(Lead.tags),
+            joinedload(Lead.owner),
+            joinedload(Lead.surgeon),
+            joinedload(Lead.referring_practice),
+        )
+        .order_by(Lead.urgent.desc(), Lead.stage_entered_at, Lead.id)
+        .limit(QUEUE_LIMIT)
     ).all()
-    return render_template("referrals/queue.html", leads=leads)
+    packets = [_packet(lead, ev) for lead, ev in zip(leads, evidence_for(leads), strict=True)]
+    audit.record_list(
+        "referral_list", user_id=current_user.id, lead_ids=[lead.id for lead in leads], ip=client_ip()
+    )
+    page = render_template("referrals/queue.html", packets=packets, advice=RED_FLAG_ADVICE)
+    db.session.commit()
+    return page
+
+
+@bp.route("/<int:lead_id>/print")
+@roles("surgeon", "manager", "front_desk")
+def print_packet(lead_id: int) -> str:
+    """Show one referral's decision packet laid out for paper."""
+    lead = load_lead_for(current_user, lead_id)
+    packet = _packet(lead, evidence_for([lead])[0])
+    audit.record("referral_print", user_id=current_user.id, lead_id=lead.id, ip=client_ip())
+    page = render_template("referrals/print.html", p=packet, advice=RED_FLAG_ADVICE, printed_at=clock.now())
+    db.session.commit()
+    return page
+
+
+@bp.route("/<int:lead_id>/accept", methods=["POST"])
+@roles(*DECIDERS)
+def accept(lead_id: int) -> Response:
+    """Accept a referral and book its consult."""
+    lead = load_lead_for(current_user, lead_id)
+    form = AcceptForm(prefix=_prefix(lead_id))
+    if not form.validate_on_submit():
+        return _back(lead_id, _first_error(form))
+    request = MoveRequest(
+        to="consult_scheduled", reason=form.note.data, consult_at=clinic_local_to_utc(form.consult_at.data)
+    )
+    return _decide(lead, "accept", lambda: move(lead, request, actor=current_user))
+
+
+@bp.route("/<int:lead_id>/decline", methods=["POST"])
+@roles(*DECIDERS)
+def decline(lead_id: int) -> Response:
+    """Decline a referral: close it with a reason, or send it back to conservative care."""
+    lead = load_lead_for(current_user, lead_id)
+    form = DeclineForm(prefix=_prefix(lead_id))
+    if not form.validate_on_submit():
+        return _back(lead_id, _first_error(form))
+    back = form.outcome.data == BACK_TO_CARE
+    request = MoveRequest(
+        to=BACK_TO_CARE if back else "closed",
+        reason=form.reason.data,
+        close_reason=None if back else form.outcome.data,
+    )
+    return _decide(lead, "decline", lambda: move(lead, request, actor=current_user))
+
+
+@bp.route("/<int:lead_id>/more-info", methods=["POST"])
+@roles(*DECIDERS)
+def more_info(lead_id: int) -> Response:
+    """Ask the owner for more information; the lead stays in the queue."""
+    lead = load_lead_for(current_user, lead_id)
+    form = MoreInfoForm(prefix=_prefix(lead_id))
+    if not form.validate_on_submit():
+        return _back(lead_id, _first_error(form))
+    due_at = clock.now() + MORE_INFO_DUE
+    return _decide(
+        lead,
+        "more_info",
+        lambda: request_more_info(lead, actor=current_user, note=form.needed.data or "", due_at=due_at),
+    )
+
+
+@bp.route("/<int:lead_id>/take", methods=["POST"])
+@roles("surgeon")
+def take(lead_id: int) -> Response:
+    """Take an unassigned referral as one's own."""
+    lead = load_lead_for(current_user, lead_id)
+    if not TakeForm(prefix=_prefix(lead_id)).validate_on_submit():
+        return _back(lead_id, "The form expired. Reload the page and try again.")
+    try:
+        take_referral(lead, surgeon=current_user, ip=client_ip())
+        db.session.commit()
+    except (EditRefused, StaleDataError) as error:
+        db.session.rollback()
+        message = str(error) if isinstance(error, EditRefused) else "Another surgeon has just taken it."
+        return _back(lead_id, message)
+    flash(f"{lead.full_name} is now in your queue.", "success")
+    return redirect(url_for("referrals.queue", _anchor=f"lead-{lead_id}"))
+
+
+DECISION_WORDS = {
+    "accept": "Accepted: consult booked",
+    "decline": "Declined",
+    "more_info": "Asked the owner for more information",
+}
+
+
+def _decide(lead: Lead, decision: str, act: Any) -> Response:
+    """Run one decision through the stage machine, audit it, commit, and say what happened."""
+    name = lead.full_name
+    try:
+        act()
+        audit.record(
+            "referral_decision",
+            user_id=current_user.id,
+            lead_id=lead.id,
+            detail={"decision": decision, "stage": lead.stage},
+            ip=client_ip(),
+        )
+        db.session.commit()
+    except (StageRefused, StaleDataError) as error:
+        db.session.rollback()
+        message = str(error) if isinstance(error, StageRefused) else "The lead changed meanwhile; look again."
+        return _back(lead.id, message)
+    flash(f"{DECISION_WORDS[decision]} — {name}.", "success")
+    return redirect(url_for("referrals.queue"))
+
+
+def _back(lead_id: int, message: str) -> Response:
+    flash(message, "error")
+    return redirect(url_for("referrals.queue", _anchor=f"lead-{lead_id}"))
+
+
+def _prefix(lead_id: int) -> str:
+    return f"r{lead_id}"
+
+
+def _first_error(form: FlaskForm) -> str:
+    """Return the form's first error in words (a CSRF failure included)."""
+    for name, errors in form.errors.items():
+        if errors:
+            if name == "csrf_token":
+                return "The form expired. Reload the page and try again."
+            return str(errors[0])
+    return "Check the form and try again."
+
+
+# --------------------------------------------------------------------------- packets
+
+
+def evidence_for(leads: list[Lead]) -> list[LeadEvidence]:
+    """Explain the patient's words of many leads with three queries in all, not three per lead."""
+    ids = [lead.id for lead in leads]
+    texts: dict[int, list[tuple[str, str, Any, str]]] = defaultdict(list)
+    if ids:
+        for req in db.session.scalars(
+            sa.select(AppointmentRequest).where(
+                AppointmentRequest.lead_id.in_(ids), AppointmentRequest.message.is_not(None)
+            )
+        ):
+            texts[req.lead_id].append(("request", "Web form message", req.submitted_at, req.message or ""))
+        for call in db.session.scalars(
+            sa.select(Call).where(Call.lead_id.in_(ids), Call.notes.is_not(None), Call.notes != "")
+        ):
+            if call.lead_id is not None:
+                texts[call.lead_id].append(("call", "Call notes", call.started_at, call.notes or ""))
+        for note in db.session.scalars(
+            sa.select(Note).where(Note.lead_id.in_(ids)).options(joinedload(Note.author))
+        ):
+            who = note.author.name if note.author else "staff"
+            texts[note.lead_id].append(("note", f"Note by {who}", note.created_at, note.body))
+    return [explain_texts(texts[lead_id]) for lead_id in ids]
+
+
+def _packet(lead: Lead, evidence: LeadEvidence) -> dict[str, Any]:
+    """Gather what a surgeon decides on, with the forms of each decision."""
+    prefix = _prefix(lead.id)
+    return {
+        "lead": lead,
+        "evidence": evidence,
+        "accept": AcceptForm(formdata=None, prefix=prefix),
+        "decline": DeclineForm(formdata=None, prefix=prefix),
+        "more_info": MoreInfoForm(formdata=None, prefix=prefix),
+    }
