@@ -194,7 +194,7 @@ class AppointmentRequestForm(FlaskForm):
     )
     consent_phone = BooleanField("Phone calls")
     consent_sms = BooleanField("Text messages (SMS)")
-    consent_email = BooleanField("Email")
+    consent_email = BooleanField("Emails")
     consent_detailed_voicemail = BooleanField("OK to leave a detailed voicemail")
 
     # Honeypot: hidden from people by CSS and from screen readers; only a bot fills it in.

@@ -20,9 +20,6 @@ OWN_ORIGIN = "http://localhost"  # the test client's host
 EMBED = "https://www.advancedspinecenter.example"
 START = utc(2026, 3, 9, 15, 0)  # Monday 9 am in Plano
 
-needs_intake = pytest.mark.skipif(
-    not hasattr(intake, "receive_web_request"), reason="intake.receive_web_request has not landed yet"
-)
 
 LABELS = [
     "First name",
@@ -441,7 +438,6 @@ def test_a_tampered_thanks_token_shows_the_plain_confirmation(client):
 # --------------------------------------------------------------------------- with intake
 
 
-@needs_intake
 def test_a_valid_request_makes_a_tagged_lead_and_shows_the_confirmation(client, submit):
     response = submit(
         "?landing_page=https://www.advancedspinecenter.example/back-spasms&utm_source=google&utm_medium=cpc"
@@ -479,7 +475,6 @@ def test_a_valid_request_makes_a_tagged_lead_and_shows_the_confirmation(client, 
     assert "call 911 now" not in thanks
 
 
-@needs_intake
 @pytest.mark.parametrize("question", ["red_flag_bladder", "red_flag_weakness"])
 def test_a_red_flag_yes_makes_the_lead_urgent_and_puts_emergency_advice_first(client, submit, question):
     response = submit(**{question: "yes"})
@@ -492,14 +487,12 @@ def test_a_red_flag_yes_makes_the_lead_urgent_and_puts_emergency_advice_first(cl
     assert 'href="tel:911"' in page
 
 
-@needs_intake
 @pytest.mark.parametrize("typed", ["972.555.0134", "(972) 555-0134", "+1 972 555 0134"])
 def test_any_readable_phone_form_is_taken(submit, typed):
     assert submit(phone=typed).status_code == 303
     assert db.session.scalars(sa.select(Lead)).one().phone == "+19725550134"
 
 
-@needs_intake
 def test_html_in_a_valid_request_is_kept_as_typed(submit):
     assert submit(first_name="<b>Ann</b>", message="<script>alert(1)</script> my low back").status_code == 303
     lead = db.session.scalars(sa.select(Lead)).one()
@@ -507,7 +500,6 @@ def test_html_in_a_valid_request_is_kept_as_typed(submit):
     assert db.session.scalars(sa.select(AppointmentRequest)).one().message.startswith("<script>")
 
 
-@needs_intake
 @pytest.mark.parametrize(
     "headers",
     [{"Origin": EMBED}, {"Origin": "http://crm.test"}, {}],
@@ -518,7 +510,6 @@ def test_posts_from_allowed_origins_are_taken(submit, headers):
     assert count(Lead) == 1
 
 
-@needs_intake
 def test_the_referrer_from_the_first_visit_is_kept(client, frozen_clock):
     frozen_clock(START)
     page = client.get(FORM, headers={"Referer": "https://www.google.com/"}).get_data(as_text=True)
