@@ -12,7 +12,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
 
-from crm import audit, clock
+from crm import audit, clock, phones
 from crm.authz import can, leads_visible_to, load_lead_for, roles
 from crm.extensions import db
 from crm.leadedit import EditRefused, StaleVersion, add_note, describe_changes, update_lead
@@ -143,6 +143,9 @@ def stage(lead_id: int) -> Response:
     if not form.validate_on_submit():
         flash(_first_error(form), "error")
         return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="stage-h"))
+    if not form.to.data:
+        flash("Choose the stage to move the lead to.", "error")
+        return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="stage-h"))
     before = lead.stage
     try:
         move(lead, _move_request(form), actor=current_user)
@@ -223,7 +226,10 @@ def render_lead_page(
     evidence = lead_evidence(timeline)
     targets = allowed_targets(lead, current_user) if lead.merged_into_id is None else []
     stage_form = StageForm(formdata=None)
-    stage_form.to.choices = [SelectChoice(t, label(t)) for t in targets]
+    stage_form.to.choices = [
+        SelectChoice("", "Choose a stage…"),
+        *[SelectChoice(t, label(t)) for t in targets],
+    ]
     surgeons: list[User] = []
     if REVIEW in targets:
         surgeons = list(
@@ -238,6 +244,7 @@ def render_lead_page(
     if edit_form is None and can(current_user, "edit_leads"):
         edit_form = LeadEditForm(formdata=None, obj=lead)
         edit_form.version.data = str(lead.version)
+        edit_form.phone.data = phones.display(lead.phone) or None
     body = render_template(
         "leads/detail.html",
         lead=lead,
