@@ -2,19 +2,66 @@
 
 The public form, the Twilio webhook, the CSV import, manual entry and the API all call the
 functions here, so the duplicate rule, the tagging rule and the missed-call rule each live
-in exactly one place. Functions add to the current transaction; the caller commits.
+in exactly one place. Functions add to the current transaction; the caller commits (and
+may retry the whole call on ``IntegrityError`` / ``StaleDataError`` under heavy concurrency).
 
-(Interface fixed first so that the form, the webhook and the API can be built against it;
-the bodies are filled in by the intake work, issue 5.)
+Rules kept here (PRODUCT §2, §3, §4, §6):
+
+- **Duplicates.** An open lead (not closed, not merged) with the same E.164 phone or the
+  same lower-cased email takes the contact when the names agree (same last name, same first
+  name or initial, ignoring case and accents), when the contact gives no name (it joins the
+  open lead with that phone that was active most recently) or when the lead itself has no
+  name yet (a caller who now sends the form). A different name makes a new lead marked
+  "possible duplicate of" the lead holding that phone, which keeps the phone key.
+- **One lead per new caller, even at the same instant.** ``Lead.open_phone_key`` is
+  UNIQUE: a lead is inserted inside a SAVEPOINT, and when another transaction won the race
+  the savepoint is rolled back and the contact attaches to the winner.
+- **Calls are upserted by CallSid** with ``INSERT … ON CONFLICT``: the highest
+  SequenceNumber sets the status, a final status is never left, and identity columns are
+  filled once. A leg (``ParentCallSid``) only marks its parent answered.
+- **Missed call** (inbound, status no-answer/busy/failed/canceled, or voicemail with no
+  staff leg answering): one call-back task per call, by the unique (call_id, kind).
+- **First contact** (an answered inbound call at its start, an answered outbound call)
+  sets ``first_contact_at`` once and clears ``first_contact_due_at`` (the model's rule: the
+  queue sorts overdue leads on that column); **first attempt** is the first outbound call.
+- **Urgent alerts** go out after commit (``crm.alerts.alert_after_commit``) when a lead turns
+  urgent, or sends a new red flag, outside business hours; ``details["alert"]`` says so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from crm.models import AppointmentRequest, Call, Lead, Task
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from crm import alerts, clock, phones, tagging
+from crm.business_hours import BusinessCalendar, add_business_minutes, load_calendar
+from crm.extensions import db
+from crm.models import (
+    CALL_STATUSES,
+    CONTACT_METHODS,
+    FINAL_CALL_STATUSES,
+    MISSED_CALL_STATUSES,
+    SOURCES,
+    AppointmentRequest,
+    Call,
+    Consent,
+    Lead,
+    LeadSearchTerm,
+    ReferringPractice,
+    StageChange,
+    Task,
+    User,
+)
+from crm.settings import get_settings
+from crm.text import name_terms
+from crm.triage import ALL_TAGS, is_urgent, tag_complaint
 
 CONSENT_TEXT_VERSION = "2026-11-v1"
 
@@ -74,6 +121,9 @@ class CallEventIn:
     parent_call_sid: str | None = None
     notes: str | None = None
     handled_by_id: int | None = None
+    # None: decided by the call's legs (the webhook). True/False: a person or a phone
+    # system says whether staff spoke with the caller (manual log, API, import).
+    answered: bool | None = None
 
 
 @dataclass
@@ -91,3 +141,766 @@ class IntakeResult:
 
 class IntakeRefused(ValueError):
     """Input intake cannot take (e.g. a call on a line that is not the clinic's)."""
+
+
+# Twilio's placeholders for a withheld caller, and words phone systems use for one.
+WITHHELD_WORDS = frozenset({"anonymous", "restricted", "unknown", "private", "unavailable", "blocked"})
+WITHHELD_NUMBERS = frozenset({"266696687", "7378742833", "2562533", "86282452253", "8656696"})
+ANSWERED_LEG_STATUSES = ("in-progress", "completed")
+FORM_REGIONS = {"upper", "mid", "lower"}
+FORM_SIDES = {"left", "right"}
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+MAX_MESSAGE_CHARS = 20_000
+CONSENT_KEYS = ("phone", "sms", "email", "detailed_voicemail")
+# manual outcome → (Twilio status, staff spoke with the patient)
+MANUAL_OUTCOMES: dict[str, tuple[str, bool]] = {
+    "answered": ("completed", True),
+    "no_answer": ("no-answer", False),
+    "busy": ("busy", False),
+    "voicemail": ("completed", False),
+}
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _clean(text: str | None, limit: int) -> str | None:
+    """Strip control characters (PostgreSQL refuses NUL) and cut to the column's size."""
+    if text is None:
+        return None
+    value = _CONTROL.sub("", str(text)).strip()[:limit]
+    return value or None
+
+
+def _message(text: str | None) -> str | None:
+    """Keep a patient's message as written, minus what no database can store."""
+    if not text:
+        return None
+    return text.replace("\x00", "")[:MAX_MESSAGE_CHARS] or None
+
+
+def _email(text: str | None) -> str | None:
+    value = _clean(text, 254)
+    return value.lower() if value else None
+
+
+def _is_postgres() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _insert(model: type[Any]) -> Any:
+    """Return the dialect's INSERT (with ON CONFLICT support) for a model."""
+    return (postgresql.insert if _is_postgres() else sqlite.insert)(model)
+
+
+def _later(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b > a else a
+
+
+def _first_words(text: str | None) -> tuple[str, ...]:
+    return tuple(name_terms(text))
+
+
+def names_agree(lead: Lead, first_name: str | None, last_name: str | None) -> bool:
+    """Tell whether a contact's name matches a lead's: same last name, same first name or initial.
+
+    Case and accents are ignored; a lead with no name yet (a caller) agrees with any name.
+    """
+    lead_first, lead_last = _first_words(lead.first_name), _first_words(lead.last_name)
+    new_first, new_last = _first_words(first_name), _first_words(last_name)
+    if not lead_first and not lead_last:
+        return True
+    if lead_last and new_last and lead_last != new_last:
+        return False
+    if not lead_last or not new_last:  # one side gave no last name: the first names must match fully
+        return bool(lead_first) and lead_first == new_first
+    if not lead_first or not new_first:
+        return True
+    a, b = lead_first[0], new_first[0]
+    return a == b or (min(len(a), len(b)) == 1 and a[0] == b[0])
+
+
+def _has_name(first_name: str | None, last_name: str | None) -> bool:
+    return bool(name_terms(first_name, last_name))
+
+
+def _caller_number(raw: str | None) -> str | None:
+    """Return a caller's E.164 number, or None when it is withheld or unreadable."""
+    if not raw:
+        return None
+    text = raw.strip()
+    if text.lower() in WITHHELD_WORDS or phones.digits(text) in WITHHELD_NUMBERS:
+        return None
+    if text.lower().startswith(("client:", "sip:")):
+        return None
+    return phones.normalize(text)
+
+
+def _calendar(calendar: BusinessCalendar | None) -> BusinessCalendar:
+    return calendar if calendar is not None else load_calendar()
+
+
+# --------------------------------------------------------------------------- leads
+
+
+def _open_leads(phone: str | None, email: str | None) -> list[Lead]:
+    """Load the open leads with this phone or email, locked against a concurrent change."""
+    conditions = []
+    if phone:
+        conditions.append(Lead.phone == phone)
+    if email:
+        conditions.append(Lead.email == email)
+    if not conditions:
+        return []
+    query = (
+        sa.select(Lead)
+        .where(sa.or_(*conditions), Lead.stage != "closed", Lead.merged_into_id.is_(None))
+        .order_by(Lead.id)
+        .limit(50)
+        .execution_options(populate_existing=True)
+    )
+    if _is_postgres():
+        query = query.with_for_update(of=Lead)
+    return list(db.session.scalars(query))
+
+
+def _most_recent(leads: Iterable[Lead]) -> Lead | None:
+    return max(leads, key=lambda lead: (lead.last_activity_at, lead.id), default=None)
+
+
+@dataclass
+class _Match:
+    attach_to: Lead | None = None
+    duplicate_of: Lead | None = None
+
+
+def _match(contact: ContactIn, phone: str | None, email: str | None) -> _Match:
+    """Apply PRODUCT §2's duplicate rule to the open leads sharing the phone or email."""
+    candidates = _open_leads(phone, email)
+    if not candidates:
+        return _Match()
+    by_phone = [lead for lead in candidates if phone and lead.phone == phone]
+    if not _has_name(contact.first_name, contact.last_name):
+        return _Match(attach_to=_most_recent(by_phone or candidates))
+    agreeing = [lead for lead in candidates if names_agree(lead, contact.first_name, contact.last_name)]
+    if agreeing:
+        # Prefer the lead that shares the phone, then the most recently active.
+        return _Match(attach_to=_most_recent([lead for lead in agreeing if lead in by_phone] or agreeing))
+    holder = next((lead for lead in by_phone if lead.open_phone_key == phone), None)
+    return _Match(duplicate_of=holder or _most_recent(by_phone or candidates))
+
+
+def _try_insert(lead: Lead) -> bool:
+    """Insert a lead inside a SAVEPOINT; False when another lead holds its phone key."""
+    db.session.flush()  # nothing else of this transaction may ride on the savepoint
+    try:
+        with db.session.begin_nested():
+            db.session.add(lead)
+            db.session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+def _claim_phone(lead: Lead, phone: str) -> None:
+    """Give a lead that had no phone this one; it keeps the phone key unless another lead holds it."""
+    lead.phone = phone
+    lead.phone_last7 = phones.last_digits(phone, 7)
+    lead.phone_last4 = phones.last_digits(phone, 4)
+    if lead.possible_duplicate_of_id is not None:
+        return
+    db.session.flush()
+    try:
+        with db.session.begin_nested():
+            lead.open_phone_key = phone
+            db.session.flush()
+    except IntegrityError:
+        lead.open_phone_key = None
+
+
+def _consents(lead: Lead, contact: ContactIn, *, now: datetime, method: str, ip: str | None) -> None:
+    """Record each consent the contact states (the latest statement is the one in force)."""
+    for channel, granted in contact.consent.items():
+        if granted is None or channel not in CONSENT_KEYS:
+            continue
+        setattr(lead, f"consent_{channel}", bool(granted))
+        db.session.add(
+            Consent(
+                lead_id=lead.id,
+                channel=channel,
+                granted=bool(granted),
+                at=now,
+                method=method,
+                text_version=CONSENT_TEXT_VERSION if method == "web_form" else None,
+                ip_address=_clean(ip, 64),
+            )
+        )
+
+
+def _search_terms(lead: Lead, words: Iterable[str]) -> None:
+    existing = set(
+        db.session.scalars(sa.select(LeadSearchTerm.term).where(LeadSearchTerm.lead_id == lead.id))
+    )
+    for word in words:
+        if word not in existing:
+            db.session.add(LeadSearchTerm(lead_id=lead.id, term=word))
+            existing.add(word)
+
+
+def _referring_practice_id(name: str | None) -> int | None:
+    name = _clean(name, 200)
+    if not name:
+        return None
+    return db.session.scalar(
+        sa.select(ReferringPractice.id).where(sa.func.lower(ReferringPractice.name) == name.lower()).limit(1)
+    )
+
+
+def _round_robin_owner() -> int | None:
+    """Pick the next active front-desk user after the last one given a lead, when the setting says so."""
+    settings = get_settings()
+    if not settings.round_robin:
+        return None
+    ids = list(
+        db.session.scalars(
+            sa.select(User.id).where(User.role == "front_desk", User.active.is_(True)).order_by(User.id)
+        )
+    )
+    if not ids:
+        return None
+    last = settings.last_round_robin_user_id
+    chosen = next((user_id for user_id in ids if last is None or user_id > last), ids[0])
+    settings.last_round_robin_user_id = chosen
+    return chosen
+
+
+def _new_lead(contact: ContactIn, phone: str | None, email: str | None, now: datetime) -> Lead:
+    return Lead(
+        first_name=_clean(contact.first_name, 100) or "",
+        last_name=_clean(contact.last_name, 100) or "",
+        phone=phone,
+        phone_last7=phones.last_digits(phone, 7),
+        phone_last4=phones.last_digits(phone, 4),
+        email=email,
+        date_of_birth=contact.date_of_birth,
+        preferred_contact=contact.preferred_contact if contact.preferred_contact in CONTACT_METHODS else None,
+        preferred_time=_clean(contact.preferred_time, 100),
+        language=_clean(contact.language, 40),
+        source=contact.source,
+        campaign=_clean(contact.campaign, 120),
+        landing_page=_clean(contact.landing_page, 500),
+        referrer=_clean(contact.referrer, 500),
+        utm_source=_clean(contact.utm_source, 120),
+        utm_medium=_clean(contact.utm_medium, 120),
+        utm_campaign=_clean(contact.utm_campaign, 120),
+        insurance=_clean(contact.insurance, 120),
+        stage="new",
+        stage_entered_at=now,
+        in_queue=True,
+        created_at=now,
+        updated_at=now,
+        last_activity_at=now,
+    )
+
+
+def _update_attached(
+    lead: Lead, contact: ContactIn, phone: str | None, email: str | None, now: datetime
+) -> None:
+    """Fill what the open lead lacks and take the contact's latest preferences."""
+    if not _first_words(lead.first_name) and not _first_words(lead.last_name):
+        lead.first_name = _clean(contact.first_name, 100) or ""
+        lead.last_name = _clean(contact.last_name, 100) or ""
+        _search_terms(lead, name_terms(lead.first_name, lead.last_name))
+    if email and not lead.email:
+        lead.email = email
+    if phone and not lead.phone:
+        _claim_phone(lead, phone)
+    if contact.date_of_birth and not lead.date_of_birth:
+        lead.date_of_birth = contact.date_of_birth
+    if contact.preferred_contact in CONTACT_METHODS:
+        lead.preferred_contact = contact.preferred_contact
+    lead.preferred_time = _clean(contact.preferred_time, 100) or lead.preferred_time
+    lead.language = _clean(contact.language, 40) or lead.language
+    lead.insurance = lead.insurance or _clean(contact.insurance, 120)
+    lead.last_activity_at = _later(lead.last_activity_at, now)
+
+
+def find_or_create_lead(
+    contact: ContactIn,
+    *,
+    now: datetime,
+    ip_address: str | None = None,
+    calendar: BusinessCalendar | None = None,
+) -> IntakeResult:
+    """Attach a contact to its open lead, or make a new lead (PRODUCT §2's duplicate rule).
+
+    :raises IntakeRefused: for an unknown source.
+    """
+    if contact.source not in SOURCES:
+        raise IntakeRefused(f"“{contact.source}” is not a lead source.")
+    phone = phones.normalize(_clean(contact.phone, 64))
+    email = _email(contact.email)
+    cal = _calendar(calendar)
+    for _ in range(3):  # a lost race on the phone key means: look again, the winner is there now
+        match = _match(contact, phone, email)
+        if match.attach_to is not None:
+            lead = match.attach_to
+            _update_attached(lead, contact, phone, email, now)
+            _consents(lead, contact, now=now, method=contact.source, ip=ip_address)
+            result = IntakeResult(lead=lead, created=False, details={"was_urgent": lead.urgent})
+            break
+        lead = _new_lead(contact, phone, email, now)
+        if match.duplicate_of is not None:
+            lead.possible_duplicate_of_id = match.duplicate_of.id
+        else:
+            lead.open_phone_key = phone
+        lead.first_contact_due_at = add_business_minutes(now, cal.target_minutes, cal)
+        lead.referring_practice_id = _referring_practice_id(contact.referring_provider)
+        if _try_insert(lead):
+            _after_insert(lead, contact, now=now, ip=ip_address)
+            result = IntakeResult(
+                lead=lead,
+                created=True,
+                possible_duplicate_of=match.duplicate_of,
+                details={"was_urgent": False},
+            )
+            break
+    else:  # pragma: no cover - three lost races in a row
+        raise IntegrityError("lead intake kept losing the phone-key race", None, Exception("retry"))
+    result.details["message_tags"] = _tag_message(lead, contact.message, now=now, cal=cal)
+    return result
+
+
+def _after_insert(lead: Lead, contact: ContactIn, *, now: datetime, ip: str | None) -> None:
+    """Write what a new lead brings with it: owner, history, search terms, consent."""
+    lead.owner_id = _round_robin_owner()
+    db.session.add(StageChange(lead_id=lead.id, from_stage=None, to_stage="new", at=now))
+    _search_terms(lead, name_terms(lead.first_name, lead.last_name))
+    _consents(lead, contact, now=now, method=contact.source, ip=ip)
+
+
+def _tag_message(lead: Lead, message: str | None, *, now: datetime, cal: BusinessCalendar) -> list[str]:
+    """Run the patient's words through the tagger, store its tags as automatic; return its codes."""
+    if not message or not message.strip():
+        return []
+    codes = tag_complaint(message, today=cal.local_date(now))
+    tagging.apply_auto_tags(lead, codes, origin="auto", now=now)
+    return codes
+
+
+def _alert_if_after_hours(
+    lead: Lead, *, was_urgent: bool, new_red_flag: bool, now: datetime, cal: BusinessCalendar
+) -> bool:
+    """Queue the on-call alert when a lead turns urgent (or sends a new red flag) after hours."""
+    if not lead.urgent or (was_urgent and not new_red_flag) or cal.is_open(now):
+        return False
+    alerts.alert_after_commit(lead)
+    return True
+
+
+# --------------------------------------------------------------------------- the form
+
+
+def _patient_tags(req: WebRequestIn) -> list[str]:
+    """Turn the form's own answers into tag codes (the patient's statement)."""
+    codes = [f"region:{value}" for value in req.where_it_hurts if value in FORM_REGIONS]
+    for value in req.side:
+        if value == "both":
+            codes += ["side:left", "side:right"]
+        elif value in FORM_SIDES:
+            codes.append(f"side:{value}")
+    if req.tried_pt == "did_not_help":
+        codes.append("history:failed_pt")
+    if req.red_flag_bladder:
+        codes.append("red_flag:bowel_bladder")
+    if req.red_flag_weakness:
+        codes.append("red_flag:weakness")
+    return [code for code in codes if code in ALL_TAGS]
+
+
+def _answers(req: WebRequestIn) -> dict[str, Any]:
+    contact = req.contact
+    return {
+        "where_it_hurts": [_clean(v, 40) for v in req.where_it_hurts],
+        "side": [_clean(v, 40) for v in req.side],
+        "tried_pt": _clean(req.tried_pt, 40),
+        "red_flag_bladder": bool(req.red_flag_bladder),
+        "red_flag_weakness": bool(req.red_flag_weakness),
+        "preferred_time": _clean(contact.preferred_time, 100),
+        "language": _clean(contact.language, 40),
+        "preferred_contact": _clean(contact.preferred_contact, 10),
+        "consent": {k: v for k, v in contact.consent.items() if k in CONSENT_KEYS},
+    }
+
+
+def receive_web_request(req: WebRequestIn, *, now: datetime | None = None) -> IntakeResult:
+    """Take one submission of the public form: lead, request as submitted, tags, urgency, alert.
+
+    An urgent lead outside business hours queues the on-call alert, sent after the caller
+    commits (``details["alert"]`` is True then).
+    """
+    now = now or clock.now()
+    cal = load_calendar()
+    contact = req.contact
+    result = find_or_create_lead(contact, now=now, ip_address=req.ip_address, calendar=cal)
+    lead = result.lead
+    assert lead is not None
+    request_row = AppointmentRequest(
+        lead_id=lead.id,
+        submitted_at=req.submitted_at or now,
+        first_name=_clean(contact.first_name, 100) or "",
+        last_name=_clean(contact.last_name, 100) or "",
+        phone=_clean(contact.phone, 40),
+        email=_clean(contact.email, 254),
+        message=_message(contact.message),
+        answers=_answers(req),
+        consent_text_version=CONSENT_TEXT_VERSION,
+        ip_address=_clean(req.ip_address, 64),
+        landing_page=_clean(contact.landing_page, 500),
+        referrer=_clean(contact.referrer, 500),
+        utm_source=_clean(contact.utm_source, 120),
+        utm_medium=_clean(contact.utm_medium, 120),
+        utm_campaign=_clean(contact.utm_campaign, 120),
+    )
+    db.session.add(request_row)
+    tagging.apply_auto_tags(lead, _patient_tags(req), origin="patient", now=now)
+    red_flag_answer = req.red_flag_bladder or req.red_flag_weakness
+    if red_flag_answer:
+        # A new "yes" is new information: urgent even if staff had removed an older red-flag tag.
+        lead.urgent = True
+    new_red_flag = red_flag_answer or is_urgent(result.details["message_tags"])
+    alert = _alert_if_after_hours(
+        lead, was_urgent=result.details["was_urgent"], new_red_flag=new_red_flag, now=now, cal=cal
+    )
+    result.request = request_row
+    result.details["alert"] = alert
+    return result
+
+
+# --------------------------------------------------------------------------- calls
+
+
+def _direction(value: str) -> str:
+    value = (value or "").strip().lower()
+    if value == "inbound":
+        return "inbound"
+    if value == "outbound" or value.startswith("outbound-"):
+        return "outbound"
+    raise IntakeRefused("Direction must be inbound or outbound.")
+
+
+def _clinic_line(ev: CallEventIn, direction: str, lines: Mapping[str, str]) -> str:
+    """Return the clinic line of a call: inbound ``To`` or outbound ``From``."""
+    raw, label = (
+        (ev.to_number, "The number called")
+        if direction == "inbound"
+        else (ev.from_number, "The calling number")
+    )
+    line = phones.normalize(_clean(raw, 64))
+    if line is None or line not in lines:
+        shown = line or "(unreadable or missing)"
+        raise IntakeRefused(f"{label} {shown} is not one of the clinic's lines.")
+    return line
+
+
+def _upsert_call(values: dict[str, Any]) -> int:
+    """Insert a call or merge a callback into it by CallSid; return the call's id.
+
+    The highest SequenceNumber sets the status, and a final status is never left; identity
+    columns are filled once (a leg may have made a placeholder first); ``answered`` only
+    ever turns on; a recording, notes and a handler are kept once given.
+    """
+    stmt = _insert(Call).values(**values)
+    new, old = stmt.excluded, Call.__table__.c
+    wins = sa.and_(old.status.not_in(FINAL_CALL_STATUSES), new.sequence_number >= old.sequence_number)
+    placeholder = old.line.is_(None)
+
+    def newer(column: str) -> Any:
+        return sa.case((wins, new[column]), else_=old[column])
+
+    def fill(column: str) -> Any:
+        return sa.case((placeholder, new[column]), else_=old[column])
+
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["call_sid"],
+        set_={
+            "status": newer("status"),
+            "sequence_number": newer("sequence_number"),
+            "duration_seconds": sa.case(
+                (new.duration_seconds > old.duration_seconds, new.duration_seconds),
+                else_=old.duration_seconds,
+            ),
+            "started_at": sa.case((new.started_at < old.started_at, new.started_at), else_=old.started_at),
+            "from_number": fill("from_number"),
+            "to_number": fill("to_number"),
+            "direction": fill("direction"),
+            "campaign": fill("campaign"),
+            "line": sa.func.coalesce(old.line, new.line),
+            "recording_url": sa.func.coalesce(old.recording_url, new.recording_url),
+            "notes": sa.func.coalesce(old.notes, new.notes),
+            "handled_by_id": sa.func.coalesce(old.handled_by_id, new.handled_by_id),
+            "answered": sa.or_(old.answered, new.answered),
+            "updated_at": new.updated_at,
+        },
+    ).returning(Call.__table__.c.id)
+    db.session.flush()
+    return int(db.session.execute(stmt).scalar_one())
+
+
+def _load_call(call_id: int) -> Call:
+    return db.session.scalars(
+        sa.select(Call).where(Call.id == call_id).execution_options(populate_existing=True)
+    ).one()
+
+
+def _call_values(
+    ev: CallEventIn,
+    *,
+    direction: str,
+    line: str | None,
+    campaign: str | None,
+    started: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "call_sid": _clean(ev.call_sid, 64),
+        "from_number": _clean(ev.from_number, 32),
+        "to_number": _clean(ev.to_number, 32),
+        "line": line,
+        "campaign": campaign,
+        "direction": direction,
+        "status": ev.status,
+        "sequence_number": max(int(ev.sequence_number or 0), 0),
+        "started_at": started,
+        "duration_seconds": max(int(ev.duration_seconds or 0), 0),
+        "recording_url": _clean(ev.recording_url, 500),
+        "notes": _message(ev.notes),
+        "handled_by_id": ev.handled_by_id,
+        "answered": bool(ev.answered),
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _callback_task(call: Call, lead: Lead | None, cal: BusinessCalendar, now: datetime) -> tuple[Task, bool]:
+    """Make the call's one call-back task (idempotent by call and kind); True when new."""
+    due = add_business_minutes(min(call.started_at, now), cal.target_minutes, cal)
+    withheld = _caller_number(call.from_number) is None
+    title = "Missed call from a withheld number" if withheld else "Call back: missed call"
+    stmt = (
+        _insert(Task)
+        .values(
+            lead_id=lead.id if lead else None,
+            call_id=call.id,
+            kind="callback",
+            title=title,
+            due_at=due,
+            assignee_id=lead.owner_id if lead else None,
+            attempt=1,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["call_id", "kind"])
+        .returning(Task.__table__.c.id)
+    )
+    new_id = db.session.execute(stmt).scalar()
+    task_id = new_id or db.session.scalar(
+        sa.select(Task.id).where(Task.call_id == call.id, Task.kind == "callback")
+    )
+    task = db.session.get(Task, task_id)
+    assert task is not None
+    if new_id is not None and lead is not None:
+        lead.next_task_due_at = due if lead.next_task_due_at is None else min(lead.next_task_due_at, due)
+    return task, new_id is not None
+
+
+def _first_contact(lead: Lead, at: datetime) -> None:
+    if lead.first_contact_at is None:
+        lead.first_contact_at = at
+        lead.first_contact_due_at = None  # contacted: no longer due (the queue sorts on this column)
+
+
+def _link_lead(call: Call, ev: CallEventIn, cal: BusinessCalendar, now: datetime) -> tuple[Lead | None, bool]:
+    """Find the call's lead: inbound makes one for a new caller; outbound only finds one."""
+    if call.lead_id is not None:
+        return db.session.get(Lead, call.lead_id), False
+    if call.direction == "inbound":
+        caller = _caller_number(call.from_number)
+        if caller is None:
+            return None, False
+        arrived = min(call.started_at, now)
+        found = find_or_create_lead(
+            ContactIn(source="phone", phone=caller, campaign=call.campaign), now=arrived, calendar=cal
+        )
+        lead = found.lead
+        created = found.created
+    else:
+        callee = phones.normalize(_clean(call.to_number, 64))
+        lead = (
+            _most_recent(lead for lead in _open_leads(callee, None) if lead.phone == callee)
+            if callee
+            else None
+        )
+        created = False
+    if lead is not None:
+        call.lead_id = lead.id
+    return lead, created
+
+
+def _settle(
+    call: Call,
+    lead: Lead | None,
+    cal: BusinessCalendar,
+    now: datetime,
+    result: IntakeResult,
+    *,
+    said_answered: bool | None,
+) -> None:
+    """Apply what the call's current state means: missed → task, answered → first contact, attempts."""
+    local = cal.local(call.started_at)
+    call.local_hour, call.local_weekday = local.hour, local.weekday()
+    if lead is not None:
+        lead.last_activity_at = _later(lead.last_activity_at, min(call.started_at, now))
+    if call.direction == "inbound":
+        call.voicemail = bool(call.recording_url) and not call.answered
+        if call.status in MISSED_CALL_STATUSES or call.voicemail:
+            call.missed = True
+        if call.missed:
+            result.task, result.details["task_created"] = _callback_task(call, lead, cal, now)
+        if call.answered and lead is not None:
+            _first_contact(lead, call.started_at)
+    else:
+        if lead is not None and lead.first_attempt_at is None:
+            lead.first_attempt_at = call.started_at
+        if said_answered is None and call.status == "completed" and call.duration_seconds > 0:
+            call.answered = True  # the patient picked up
+        if call.answered and lead is not None:
+            _first_contact(lead, call.started_at)
+    result.details["missed"] = call.missed
+
+
+def receive_call_event(
+    ev: CallEventIn, *, lines: dict[str, str], now: datetime | None = None
+) -> IntakeResult:
+    """Record one call event (webhook, API, import): upsert by CallSid, link the lead, make tasks.
+
+    :raises IntakeRefused: for a line that is not the clinic's, or an unknown status or direction.
+    """
+    return _record_call(ev, lines=lines, now=now or clock.now())
+
+
+def _record_call(
+    ev: CallEventIn, *, lines: Mapping[str, str], now: datetime, lead: Lead | None = None
+) -> IntakeResult:
+    status = "queued" if ev.status == "initiated" else ev.status
+    if status not in CALL_STATUSES:
+        raise IntakeRefused("The call status is not one of Twilio's call statuses.")
+    ev = replace(ev, status=status)
+    direction = _direction(ev.direction)
+    cal = load_calendar()
+    started = ev.started_at or now
+    if ev.parent_call_sid:
+        return _record_leg(ev, started=started, now=now)
+    line = _clinic_line(ev, direction, lines)
+    values = _call_values(ev, direction=direction, line=line, campaign=lines[line], started=started, now=now)
+    if values["call_sid"]:
+        call = _load_call(_upsert_call(values))
+    else:  # a manual entry: no provider id, nothing to merge with
+        call = Call(**values)
+        db.session.add(call)
+        db.session.flush()
+    result = IntakeResult(lead=None, created=False, call=call)
+    if lead is not None and call.lead_id is None:
+        call.lead_id = lead.id
+    linked, created = _link_lead(call, ev, cal, now)
+    result.lead, result.created = linked, created
+    _settle(call, linked, cal, now, result, said_answered=ev.answered)
+    if linked is not None and ev.notes:
+        was_urgent = linked.urgent
+        added = _tag_message(linked, ev.notes, now=now, cal=cal)
+        result.details["alert"] = _alert_if_after_hours(
+            linked, was_urgent=was_urgent, new_red_flag=is_urgent(added), now=now, cal=cal
+        )
+    return result
+
+
+def _record_leg(ev: CallEventIn, *, started: datetime, now: datetime) -> IntakeResult:
+    """A leg of a call (e.g. the <Dial> to a staff phone) marks its parent answered, nothing more.
+
+    The parent may not have reported yet: a placeholder row (no line, sequence -1) holds
+    ``answered`` until the parent's own callback fills it in.
+    """
+    answered = ev.status in ANSWERED_LEG_STATUSES
+    placeholder = {
+        "call_sid": _clean(ev.parent_call_sid, 64),
+        "from_number": None,
+        "to_number": None,
+        "line": None,
+        "campaign": None,
+        "direction": "inbound",
+        "status": "queued",
+        "sequence_number": -1,
+        "started_at": started,
+        "duration_seconds": 0,
+        "recording_url": None,
+        "notes": None,
+        "handled_by_id": ev.handled_by_id if answered else None,
+        "answered": answered,
+        "created_at": now,
+        "updated_at": now,
+    }
+    call = _load_call(_upsert_call(placeholder))
+    result = IntakeResult(lead=None, created=False, call=call, details={"leg": True})
+    if call.line is not None and call.lead_id is not None and call.answered:
+        lead = db.session.get(Lead, call.lead_id)
+        if lead is not None:
+            _first_contact(lead, call.started_at)
+            result.lead = lead
+    return result
+
+
+def log_manual_call(
+    *,
+    direction: str,
+    outcome: str,
+    lines: Mapping[str, str],
+    lead: Lead | None = None,
+    phone: str | None = None,
+    actor: User | None = None,
+    notes: str | None = None,
+    started_at: datetime | None = None,
+    duration_seconds: int = 0,
+    now: datetime | None = None,
+) -> IntakeResult:
+    """Log a call the front desk made or took, through the same rules as the phone line.
+
+    ``outcome`` is ``answered`` (a conversation: first contact), ``no_answer``, ``busy`` or
+    ``voicemail`` (an outbound message left: an attempt; an inbound one: a missed call).
+    Notes are the patient's words and are tagged.
+
+    :raises IntakeRefused: for an unknown direction or outcome, or a call with no number.
+    """
+    now = now or clock.now()
+    if outcome not in MANUAL_OUTCOMES:
+        raise IntakeRefused(f"Outcome must be one of: {', '.join(MANUAL_OUTCOMES)}.")
+    direction = _direction(direction)
+    number = (lead.phone if lead is not None else None) or phones.normalize(_clean(phone, 64))
+    if number is None and direction == "outbound":
+        raise IntakeRefused("An outbound call needs the number that was called.")
+    line = next(iter(lines))
+    status, answered = MANUAL_OUTCOMES[outcome]
+    ev = CallEventIn(
+        call_sid=None,
+        from_number=number if direction == "inbound" else line,
+        to_number=line if direction == "inbound" else number,
+        direction=direction,
+        status=status,
+        started_at=started_at or now,
+        duration_seconds=duration_seconds,
+        recording_url=None,
+        notes=notes,
+        handled_by_id=actor.id if actor is not None else None,
+        answered=answered,
+    )
+    if direction == "inbound" and outcome == "voicemail":
+        ev.status, ev.answered = "no-answer", False
+    return _record_call(ev, lines=lines, now=now, lead=lead)
