@@ -283,7 +283,11 @@ class AppointmentRequestForm(FlaskForm):
                 "detailed_voicemail": bool(self.consent_detailed_voicemail.data),
             },
             message=self.message.data or None,
-            **campaign,
+            landing_page=campaign["landing_page"],
+            referrer=campaign["referrer"],
+            utm_source=campaign["utm_source"],
+            utm_medium=campaign["utm_medium"],
+            utm_campaign=campaign["utm_campaign"],
         )
         return WebRequestIn(
             contact=contact,

@@ -19,7 +19,9 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from werkzeug.wrappers import Response
 
 from crm import clock, intake
 from crm.authz import public
@@ -47,7 +49,7 @@ EMBEDDABLE = {"frame_options": None, "content_security_policy": False}
 @public
 @csrf.exempt
 @talisman(**EMBEDDABLE)
-def request_appointment() -> Response | tuple[str, int] | str:
+def request_appointment() -> ResponseReturnValue:
     """Show the appointment form, or take one submission of it."""
     if request.method == "GET":
         form = AppointmentRequestForm(formdata=None)
