@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from crm import clock
+from crm.business_hours import add_business_minutes, load_calendar
 from crm.extensions import db
 from crm.models import ClinicSettings, Holiday, ReferringPractice, User
 from crm.passwords import hash_password
@@ -577,6 +578,8 @@ CLOSE_TEXT = {
     "referred_to_er": "Red flag: advised to go to the emergency room now.",
     "duplicate": "Duplicate of an earlier lead for the same patient.",
 }
+# Days after which an open lead left in a stage is usually closed (about 3x the aging limits).
+STALE_DAYS = (14, 30, 90, 90, 60, 12, 45, 30)
 # Days between entering one stage and the next (drawn in business hours).
 STAGE_GAP_DAYS = {2: (0, 3), 3: (3, 21), 4: (14, 60), 5: (5, 30), 6: (1, 7), 8: (3, 21)}
 
@@ -719,6 +722,7 @@ class _Seeder:
                 raise RuntimeError(f"no active demo {role} account to attribute work to")
         holidays = set(db.session.scalars(sa.select(Holiday.day)))
         self.cal = _Calendar(first, (self.today - first).days, self.end, holidays)
+        self.clock = load_calendar()  # the speed-to-lead clock the intake uses
         self.practice_ids = list(
             db.session.scalars(sa.select(ReferringPractice.id).order_by(ReferringPractice.id))
         )
@@ -946,7 +950,16 @@ class _Seeder:
         # The stage path, with its times; cut at "now".
         facts = self.facts(tags, furthest)
         moves = self.path(
-            created, source, furthest, close_reason, urgent, t_contact, last_attempt, owner, tags, facts
+            created,
+            source,
+            furthest,
+            close_reason,
+            urgent,
+            t_contact,
+            last_attempt,
+            owner,
+            facts,
+            may_go_stale=not not_a_patient and not urgent,
         )
         stage, at = moves[-1][0], moves[-1][1]
         closed = stage == "closed"
@@ -996,7 +1009,10 @@ class _Seeder:
         consent_email = (rng.random() < 0.7) if email else None
         consent_vm = _pick(rng, ((True, 45), (False, 15), (None, 40)))
         last_activity = max(at, t_contact or 0, last_attempt or 0, created)
-        due = None if t_contact is not None else cal.opening(created) + 15 * 60
+        due = None  # cleared at first contact, as intake does
+        if t_contact is None:
+            arrived = datetime.fromtimestamp(created, UTC)
+            due = int(add_business_minutes(arrived, self.clock.target_minutes, self.clock).timestamp())
         lang = _pick(rng, LANGUAGES)
 
         self.add(
@@ -1202,8 +1218,9 @@ class _Seeder:
         t_contact: int | None,
         last_attempt: int | None,
         owner: int | None,
-        tags: list[str],
         facts: dict[str, Any],
+        *,
+        may_go_stale: bool,
     ) -> list[tuple[str, int, int | None, str | None, str | None, str | None, bool]]:
         """Plan the stage changes: (to, at, actor, close reason, reason, from, override), cut at now."""
         rng, cal = self.rng, self.cal
@@ -1273,6 +1290,12 @@ class _Seeder:
                 actor = rng.choice((desk, rng.choice(self.staff["surgeon"])))
             moves.append((OPEN_STAGES[k], t, actor, None, reason, OPEN_STAGES[stage_idx], override))
             stage_idx = k
+        window = (2, 45)
+        if close_reason is None and may_go_stale and stage_idx < 8 and rng.random() < 0.85:
+            # Leads don't sit in a stage forever: most are closed well past its aging limit
+            # (those whose limit is still ahead are cut off by "now" below and stay open).
+            limit = STALE_DAYS[stage_idx]
+            close_reason, window = _pick(rng, CLOSE_REASONS_BY_STAGE[stage_idx]), (limit, 3 * limit)
         if close_reason is not None:
             frm = OPEN_STAGES[stage_idx]
             if close_reason == "duplicate":
@@ -1289,7 +1312,7 @@ class _Seeder:
                     tc = cal.staff_time(base + 3 * 86400, base + 8 * 86400, rng)
                 actor = desk
             else:
-                tc = cal.staff_time(t + 2 * 86400, t + 45 * 86400, rng)
+                tc = cal.staff_time(t + window[0] * 86400, t + window[1] * 86400, rng)
                 actor = rng.choice(self.staff["surgeon"]) if stage_idx == REVIEW else desk
             moves.append(("closed", tc, actor, close_reason, CLOSE_TEXT[close_reason], frm, False))
             if (
@@ -1764,6 +1787,15 @@ class _Seeder:
                 "UPDATE leads SET last_activity_at = c.last FROM (SELECT lead_id, MAX(started_at) AS last "
                 "FROM calls WHERE lead_id >= :base GROUP BY lead_id) AS c "
                 "WHERE c.lead_id = leads.id AND c.last > leads.last_activity_at"
+            ),
+            {"base": base},
+        )
+        # The first attempt is the first outbound call, whatever its purpose (PRODUCT §2).
+        conn.execute(
+            sa.text(
+                "UPDATE leads SET first_attempt_at = c.first FROM (SELECT lead_id, MIN(started_at) AS first "
+                "FROM calls WHERE lead_id >= :base AND direction = 'outbound' GROUP BY lead_id) AS c "
+                "WHERE c.lead_id = leads.id"
             ),
             {"base": base},
         )

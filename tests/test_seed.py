@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from crm.business_hours import add_business_minutes, load_calendar
 from crm.extensions import db
 from crm.models import (
     STAGES,
@@ -200,6 +201,30 @@ def test_surgical_review_and_beyond_pass_the_gate(seeded: str) -> None:
         ), f"lead {lead.id} passed the surgical-review gate without a reason"
         if lead.stage != "surgical_review":
             assert lead.surgeon_id is not None
+
+
+def test_first_contact_due_is_set_until_contact_in_business_minutes(seeded: str) -> None:
+    clock = load_calendar()
+    rows = _all(sa.select(Lead.created_at, Lead.first_contact_at, Lead.first_contact_due_at))
+    uncontacted = [r for r in rows if r[1] is None]
+    assert uncontacted
+    for created, contact, due in rows:
+        if contact is None:
+            assert due == add_business_minutes(created, clock.target_minutes, clock)
+        else:
+            assert due is None and contact >= created
+
+
+def test_first_attempt_is_the_first_outbound_call(seeded: str) -> None:
+    first_out = dict(
+        _all(
+            sa.select(Call.lead_id, sa.func.min(Call.started_at))
+            .where(Call.direction == "outbound", Call.lead_id.is_not(None))
+            .group_by(Call.lead_id)
+        )
+    )
+    for lead_id, attempt in _all(sa.select(Lead.id, Lead.first_attempt_at)):
+        assert attempt == first_out.get(lead_id)
 
 
 def test_call_sids_are_unique_twilio_style(seeded: str) -> None:
