@@ -88,6 +88,8 @@ def init_authz(app: Flask) -> None:
         if PUBLIC in admitted:
             return None
         if request.blueprint == "api":
+            if not admitted:  # deny by default holds for the API too
+                abort(403, description=forbidden_message(admitted))
             return None  # the API authenticates bearer tokens itself, then asks the same rules
         if not current_user.is_authenticated:
             return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
