@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from crm.extensions import db
@@ -18,6 +19,10 @@ TITLES = {
     429: "Too many requests",
     500: "Something went wrong on our side",
 }
+
+# Flask-WTF's own words ("The CSRF token is missing.") tell staff nothing they can act on.
+CSRF_TITLE = "This form has expired"
+CSRF_MESSAGE = "Nothing was saved. Go back, reload the page, and try again."
 
 
 def wants_json() -> bool:
@@ -41,6 +46,9 @@ def init_errorhandlers(app: Flask) -> None:
         if status >= 500:
             db.session.rollback()
         description = error.description if status in (400, 403, 409, 413, 422, 429) else None
+        title = TITLES.get(status, error.name)
+        if isinstance(error, CSRFError):
+            title, description = CSRF_TITLE, CSRF_MESSAGE
         if wants_json():
             response = api_error(
                 (error.name or "error").lower().replace(" ", "_"),
@@ -51,7 +59,7 @@ def init_errorhandlers(app: Flask) -> None:
             html = render_template(
                 "errors/error.html",
                 status=status,
-                title=TITLES.get(status, error.name),
+                title=title,
                 description=description,
             )
             response = Response(html, status=status, mimetype="text/html")
