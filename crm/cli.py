@@ -112,14 +112,12 @@ def seed_demo_command(n_leads: int, n_calls: int, seed: int) -> None:
 
 @click.command("demo")
 def demo_command() -> None:
-    """Seed demo data on first run only, make sure the demo logins exist, and print them."""
-    from crm.seed import DEMO_LOGINS, ensure_demo_logins, seed_demo  # only this command needs them
+    """Seed demo data (with the demo logins) on first run only, and print the logins."""
+    from crm.seed import DEMO_LOGINS, seed_demo  # only this command needs them
 
     if db.session.scalar(sa.select(sa.func.count()).select_from(Lead)) == 0:
         click.echo("First run: adding demo data (a minute at most)…")
         click.echo(seed_demo(n_leads=2000, n_calls=20000, seed=5457, echo=click.echo))
-    ensure_demo_logins()
-    db.session.commit()
     click.echo("\nDemo logins (demo data only — never use these on real patient data):")
     for email, role, _name, password in DEMO_LOGINS:
         click.echo(f"  {ROLE_LABELS[role]:<11} {email:<28} {password}")
