@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 FLASK := $(BIN)/flask --app wsgi
 PYTEST_ARGS ?=
+# The demo data has calls on the main line and a Google Ads tracking line.
+export CLINIC_LINES ?= +19724995457=main,+12145550100=google-ads
 PG_TEST_URL ?= $(or $(TEST_DATABASE_URL),postgresql+psycopg://crm:crm@127.0.0.1:5432/crm)
 
 .PHONY: run install db test test-pg lint format bench clean
