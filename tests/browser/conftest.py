@@ -33,7 +33,7 @@ SHOTS = Path(__file__).resolve().parent.parent.parent / "shots"
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def chromium_browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
     with sync_playwright() as playwright:
@@ -59,10 +59,9 @@ def live_server(app: Any, app_config: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1366, "height": 860})
-    tab = context.new_page()
-    yield tab
+def tab(chromium_browser: Browser) -> Iterator[Page]:
+    context = chromium_browser.new_context(viewport={"width": 1366, "height": 860})
+    yield context.new_page()
     context.close()
 
 

@@ -64,7 +64,8 @@ def some_leads(app) -> None:
     db.session.commit()
 
 
-def test_the_sign_in_page_passes_axe(live_server, page, shots_dir):
+def test_the_sign_in_page_passes_axe(live_server, tab, shots_dir):
+    page = tab
     page.goto(f"{live_server}/login")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.screenshot(path=str(shots_dir / "login.png"), full_page=True)
@@ -73,8 +74,9 @@ def test_the_sign_in_page_passes_axe(live_server, page, shots_dir):
 
 @pytest.mark.parametrize("role", ["front_desk", "surgeon", "manager", "admin"])
 def test_each_role_signs_in_and_sees_its_own_navigation(
-    live_server, page, make_user, some_leads, shots_dir, role
+    live_server, tab, make_user, some_leads, shots_dir, role
 ):
+    page = tab
     user = make_user(
         role,
         name={
@@ -108,7 +110,8 @@ def test_each_role_signs_in_and_sees_its_own_navigation(
     expect(page.get_by_text("You are signed out.")).to_be_visible()
 
 
-def test_a_wrong_role_sees_a_plain_403_page(live_server, page, make_user, shots_dir):
+def test_a_wrong_role_sees_a_plain_403_page(live_server, tab, make_user, shots_dir):
+    page = tab
     user = make_user("front_desk")
     email = user.email
     db.session.commit()
