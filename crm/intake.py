@@ -779,24 +779,35 @@ def _settle(
 
 
 def receive_call_event(
-    ev: CallEventIn, *, lines: dict[str, str], now: datetime | None = None
+    ev: CallEventIn,
+    *,
+    lines: dict[str, str],
+    now: datetime | None = None,
+    calendar: BusinessCalendar | None = None,
 ) -> IntakeResult:
     """Record one call event (webhook, API, import): upsert by CallSid, link the lead, make tasks.
 
+    A bulk caller (the CSV import) passes the ``calendar`` it loaded once.
+
     :raises IntakeRefused: for a line that is not the clinic's, or an unknown status or direction.
     """
-    return _record_call(ev, lines=lines, now=now or clock.now())
+    return _record_call(ev, lines=lines, now=now or clock.now(), cal=calendar)
 
 
 def _record_call(
-    ev: CallEventIn, *, lines: Mapping[str, str], now: datetime, lead: Lead | None = None
+    ev: CallEventIn,
+    *,
+    lines: Mapping[str, str],
+    now: datetime,
+    lead: Lead | None = None,
+    cal: BusinessCalendar | None = None,
 ) -> IntakeResult:
     status = "queued" if ev.status == "initiated" else ev.status
     if status not in CALL_STATUSES:
         raise IntakeRefused("The call status is not one of Twilio's call statuses.")
     ev = replace(ev, status=status)
     direction = _direction(ev.direction)
-    cal = load_calendar()
+    cal = _calendar(cal)
     started = ev.started_at or now
     if ev.parent_call_sid:
         return _record_leg(ev, started=started, now=now)
