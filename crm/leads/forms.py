@@ -161,3 +161,58 @@ class NoteForm(FlaskForm):
 
 class MarkReadForm(FlaskForm):
     """Mark one notification read (CSRF only)."""
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+class QueueFilterForm(FlaskForm):
+    """The queue's filters, read from the query string (bookmarkable; a GET needs no CSRF)."""
+
+    class Meta:
+        csrf = False
+
+    q = StringField("Search", description="Name, phone (any format, or its last 4 or 7 digits) or email")
+    stage = SelectField("Stage", choices=[], validate_choice=False)
+    tag = SelectField("Complaint", choices=[], validate_choice=False)
+    source = SelectField("Source", choices=[], validate_choice=False)
+    campaign = StringField("Campaign", validators=[Optional(), Length(max=120)])
+    owner = SelectField("Owner", choices=[], validate_choice=False)
+    created_from = DateField("Created from", validators=[Optional()])
+    created_to = DateField("Created to", validators=[Optional()])
+    include = SelectField(
+        "Show",
+        choices=[SelectChoice("", "Open leads"), SelectChoice("closed", "Also closed and not a patient")],
+        validate_choice=False,
+    )
+
+
+class ClaimForm(FlaskForm):
+    """Claim an unassigned lead (CSRF only)."""
+
+
+class CallingForm(FlaskForm):
+    """Say "I'm calling this patient now", or that the call is over."""
+
+    action = HiddenField(validators=[DataRequired()])
+
+    def validate_action(self, field: HiddenField) -> None:
+        if field.data not in ("start", "stop"):
+            raise ValidationError("Choose start or stop.")
+
+
+class BulkForm(FlaskForm):
+    """Act on the leads ticked in the queue: reassign them, or mark them not a patient."""
+
+    action = SelectField(
+        "With the selected leads",
+        choices=[
+            SelectChoice("reassign", "Reassign to…"),
+            SelectChoice("not_a_patient", "Mark not a patient"),
+        ],
+    )
+    owner = SelectField("New owner", choices=[], validate_choice=False)
+
+    def validate_owner(self, field: SelectField) -> None:
+        if self.action.data == "reassign" and not (field.data == "none" or str(field.data or "").isdigit()):
+            raise ValidationError("Choose the new owner.")

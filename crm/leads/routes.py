@@ -7,18 +7,33 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
 
 from crm import audit, clock, phones
+from crm import queue as queue_actions
 from crm.authz import can, leads_visible_to, load_lead_for, roles
 from crm.extensions import db
 from crm.leadedit import EditRefused, StaleVersion, add_note, describe_changes, update_lead
 from crm.leads.evidence import LeadEvidence, explain_texts
-from crm.leads.forms import LeadEditForm, MarkReadForm, NoteForm, StageForm, clinic_local_to_utc
+from crm.leads.forms import (
+    BulkForm,
+    CallingForm,
+    ClaimForm,
+    LeadEditForm,
+    MarkReadForm,
+    NoteForm,
+    QueueFilterForm,
+    StageForm,
+    clinic_local_to_utc,
+)
 from crm.models import (
+    SOURCE_LABELS,
+    SOURCES,
+    STAGE_LABELS,
+    STAGES,
     Appointment,
     AppointmentRequest,
     Call,
@@ -31,8 +46,19 @@ from crm.models import (
     User,
 )
 from crm.pipeline import REVIEW, MoveRequest, StageRefused, allowed_targets, label, move
+from crm.queue import (
+    GROUP_LABELS,
+    BadCursor,
+    Cursor,
+    QueueFilters,
+    QueueRefused,
+    caller_of,
+    fetch_page,
+    overdue_label,
+)
 from crm.security import client_ip
-from crm.triage import RED_FLAG_ADVICE
+from crm.settings import clinic_tz
+from crm.triage import RED_FLAG_ADVICE, TAG_LABELS
 
 bp = Blueprint("leads", __name__)
 
@@ -45,15 +71,16 @@ NOTIFICATIONS_SHOWN = 20
 @bp.route("/leads")
 @roles(*STAFF)
 def queue() -> str:
-    """List open leads, newest first, a page at a time, under the user's unread notifications."""
-    page = request.args.get("page", 1, type=int) or 1
-    query = (
-        sa.select(Lead)
-        .where(Lead.in_queue.is_(True), leads_visible_to(current_user))
-        .options(selectinload(Lead.tags), joinedload(Lead.owner))
-        .order_by(Lead.created_at.desc(), Lead.id.desc())
-    )
-    pagination = db.paginate(query, page=max(page, 1), per_page=PER_PAGE, error_out=False)
+    """Show the front-desk queue: urgent, overdue, tasks due, the rest; filtered, searched, by cursor."""
+    form = QueueFilterForm(request.args)
+    owners = _fill_filter_choices(form)
+    filters = _read_filters(form)
+    try:
+        after = Cursor.decode(request.args["after"]) if request.args.get("after") else None
+    except BadCursor:
+        after = None
+    now = clock.now()
+    page = fetch_page(leads_visible_to(current_user), filters, now=now, tz=clinic_tz(), after=after)
     notifications = db.session.execute(
         sa.select(Notification, Lead)
         .outerjoin(Lead, Lead.id == Notification.lead_id)
@@ -62,12 +89,150 @@ def queue() -> str:
         .limit(NOTIFICATIONS_SHOWN)
     ).all()
     audit.record_list(
-        "lead_list", user_id=current_user.id, lead_ids=[lead.id for lead in pagination.items], ip=client_ip()
+        "lead_list", user_id=current_user.id, lead_ids=[lead.id for lead in page.leads], ip=client_ip()
+    )
+    body = render_template(
+        "leads/queue.html",
+        page=page,
+        form=form,
+        filters=filters,
+        owners=owners,
+        bulk_form=_bulk_form(owners),
+        group_labels=GROUP_LABELS,
+        args={k: v for k, v in request.args.items() if k != "after" and v},
+        notifications=notifications,
+        read_form=MarkReadForm(),
+        action_form=ClaimForm(),
+        can_edit=can(current_user, "edit_leads"),
+        overdue_label=overdue_label,
+        caller_of=caller_of,
     )
     db.session.commit()
-    return render_template(
-        "leads/queue.html", pagination=pagination, notifications=notifications, read_form=MarkReadForm()
+    return body
+
+
+def _fill_filter_choices(form: QueueFilterForm) -> list[User]:
+    """Offer the stages, tags, sources and staff to filter by; return the staff who can own leads."""
+    owners = list(
+        db.session.scalars(
+            sa.select(User).where(User.active.is_(True), User.role.in_(EDITORS)).order_by(User.name)
+        )
     )
+    anyone = SelectChoice("", "Any")
+    form.stage.choices = [anyone, *[SelectChoice(s, STAGE_LABELS[s]) for s in STAGES]]
+    form.tag.choices = [anyone, *[SelectChoice(code, TAG_LABELS[code]) for code in TAG_LABELS]]
+    form.source.choices = [anyone, *[SelectChoice(s, SOURCE_LABELS[s]) for s in SOURCES]]
+    form.owner.choices = [
+        anyone,
+        SelectChoice("me", "Me"),
+        SelectChoice("none", "Unassigned"),
+        *[SelectChoice(str(u.id), u.name) for u in owners],
+    ]
+    return owners
+
+
+def _read_filters(form: QueueFilterForm) -> QueueFilters:
+    """Read the filter form into the queue's filters; a malformed value is dropped, not an error."""
+    form.validate()
+    owner: int | str | None = form.owner.data or None
+    if owner == "me":
+        owner = current_user.id
+    elif owner is not None and owner != "none":
+        owner = int(owner) if str(owner).isdigit() else None
+    return QueueFilters(
+        stage=form.stage.data if form.stage.data in STAGES else None,
+        tag=form.tag.data if form.tag.data in TAG_LABELS else None,
+        source=form.source.data if form.source.data in SOURCES else None,
+        campaign=(form.campaign.data or "").strip() or None,
+        owner=owner,
+        created_from=form.created_from.data if not form.created_from.errors else None,
+        created_to=form.created_to.data if not form.created_to.errors else None,
+        q=(form.q.data or "").strip()[:200] or None,
+        include_closed=form.include.data == "closed",
+    )
+
+
+def _bulk_form(owners: list[User]) -> BulkForm:
+    form = BulkForm(formdata=None)
+    form.owner.choices = [
+        SelectChoice("", "Choose…"),
+        SelectChoice("none", "Nobody (unassigned)"),
+        *[SelectChoice(str(u.id), u.name) for u in owners],
+    ]
+    return form
+
+
+def _back_to_queue() -> Response:
+    """Return to the queue the action was taken from (its filters kept), never elsewhere."""
+    target = request.form.get("next", "")
+    if not target.startswith("/leads") or target.startswith("//"):
+        target = url_for("leads.queue")
+    return redirect(target)
+
+
+@bp.route("/leads/<int:lead_id>/claim", methods=["POST"])
+@roles(*EDITORS)
+def claim(lead_id: int) -> Response:
+    """Make an unassigned lead the signed-in user's own."""
+    lead = load_lead_for(current_user, lead_id)
+    if not ClaimForm().validate_on_submit():
+        abort(400, description="The form expired. Reload the page and try again.")
+    try:
+        queue_actions.claim(lead, user=current_user, now=clock.now(), ip=client_ip())
+        db.session.commit()
+    except QueueRefused as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return _back_to_queue()
+    flash(f"{lead.full_name} is now yours.", "success")
+    return _back_to_queue()
+
+
+@bp.route("/leads/<int:lead_id>/calling", methods=["POST"])
+@roles(*EDITORS)
+def calling(lead_id: int) -> Response:
+    """Show the others that the signed-in user is calling this patient now (or has stopped)."""
+    lead = load_lead_for(current_user, lead_id)
+    form = CallingForm()
+    if not form.validate_on_submit():
+        abort(400, description="The form expired. Reload the page and try again.")
+    starting = form.action.data == "start"
+    queue_actions.set_calling(lead, user=current_user, calling=starting, now=clock.now())
+    db.session.commit()
+    flash(
+        f"Others now see you are calling {lead.full_name}." if starting else "Call marked as over.", "success"
+    )
+    return _back_to_queue()
+
+
+@bp.route("/leads/bulk", methods=["POST"])
+@roles(*EDITORS)
+def bulk() -> Response:
+    """Reassign the ticked leads, or mark them not a patient."""
+    form = BulkForm()
+    form.owner.choices = []
+    if not form.validate_on_submit():
+        abort(400, description=_first_error(form))
+    ids = [int(v) for v in request.form.getlist("lead_id") if v.isdigit()]
+    visible = list(
+        db.session.scalars(sa.select(Lead.id).where(Lead.id.in_(ids), leads_visible_to(current_user)))
+    )
+    if not visible:
+        flash("Tick at least one lead first.", "error")
+        return _back_to_queue()
+    now = clock.now()
+    if form.action.data == "not_a_patient":
+        done = queue_actions.bulk_not_a_patient(visible, actor=current_user, now=now, ip=client_ip())
+        message = f"{done} lead{'s' if done != 1 else ''} marked not a patient."
+    else:
+        owner = None if form.owner.data == "none" else db.session.get(User, int(form.owner.data))
+        if form.owner.data != "none" and (owner is None or not owner.active or owner.role not in EDITORS):
+            abort(400, description="Choose an active staff member as the new owner.")
+        done = queue_actions.bulk_reassign(visible, owner=owner, actor=current_user, now=now, ip=client_ip())
+        message = f"{done} lead{'s' if done != 1 else ''} given to {owner.name if owner else 'nobody'}."
+    db.session.commit()
+    flash(message, "success")
+    return _back_to_queue()
 
 
 @bp.route("/notifications/<int:notification_id>/read", methods=["POST"])
