@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import click
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from crm import audit, clock
@@ -132,9 +135,41 @@ def triage_command(text: str) -> None:
     click.echo(format_explanation(text))
 
 
+@click.command("import-csv")
+@click.argument("kind", type=click.Choice(["leads", "calls"]))
+@click.argument("file", type=click.File("rb"))
+@click.option("--skip-bad-rows", is_flag=True, help="Import the good rows even when some rows are bad.")
+def import_csv_command(kind: str, file: Any, skip_bad_rows: bool) -> None:
+    """Import a CSV file of leads or calls: all of it, or nothing while a row is bad."""
+    from crm import imports  # only this command needs it
+
+    lines = current_app.config["CLINIC_LINES"]
+    started = time.perf_counter()
+    try:
+        parsed = imports.read_csv(file.read(imports.MAX_BYTES + 1), kind, lines=lines)
+    except imports.ImportRefused as error:
+        raise click.ClickException(str(error)) from None
+    for notice in parsed.notices:
+        click.echo(notice)
+    try:
+        result = imports.import_rows(
+            parsed, skip_bad_rows=skip_bad_rows, lines=lines, now=clock.now(), via="cli"
+        )
+    except imports.ImportRefused as error:
+        db.session.rollback()
+        for row_error in parsed.errors:
+            click.echo(str(row_error), err=True)
+        raise click.ClickException(str(error)) from None
+    db.session.commit()
+    for row_error in result.errors:
+        click.echo(f"skipped {row_error}", err=True)
+    click.echo(f"{result.summary()} ({time.perf_counter() - started:.1f} s)")
+
+
 def init_commands(app: Flask) -> None:
     """Register the command groups."""
     app.cli.add_command(user_cli)
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(triage_command)
     app.cli.add_command(demo_command)
+    app.cli.add_command(import_csv_command)

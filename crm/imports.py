@@ -470,6 +470,8 @@ def _checker_for_calls(lines: Mapping[str, str], tz: Any) -> Callable[[Mapping[s
         direction = DIRECTION_WORDS.get(word) if word else ("inbound" if to_line else "outbound")
         if direction is None:
             _err(row, "direction", "not inbound or outbound")
+        elif not word and not (to_line or from_line):
+            _err(row, "to_number", "neither from nor to is one of the clinic's lines")
         elif direction == "inbound" and not to_line:
             _err(row, "to_number", "not one of the clinic's lines")
         elif direction == "outbound" and not from_line:
