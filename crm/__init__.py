@@ -22,7 +22,7 @@ def create_app(config: Any = None) -> Flask:
         __name__,
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
-        instance_path=os.environ.get("CRM_INSTANCE_PATH") or str(ROOT / "instance"),
+        instance_path=str(Path(os.environ.get("CRM_INSTANCE_PATH") or ROOT / "instance").resolve()),
         instance_relative_config=True,
     )
     register_config(app, config)

@@ -8,10 +8,11 @@ no patient text is ever marked safe.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from functools import lru_cache
 
 from crm.settings import clinic_tz
-from crm.triage import TAG_LABELS, explain_complaint
+from crm.triage import TAG_LABELS, Explanation, explain_complaint
 
 SET_ASIDE_WORDS = {
     "negated": "negated",
@@ -88,6 +89,14 @@ def segments(text: str, spans: list[tuple[int, int, str]], prefix: str) -> list[
     return out
 
 
+@lru_cache(maxsize=4096)
+def _explain(text: str, day: date) -> Explanation:
+    """Explain a text as of a day. The tagger is a pure function of both, so a cached answer is
+    never stale; queues that show the same patients' words on every refresh need not re-run it.
+    """
+    return explain_complaint(text, today=day)
+
+
 def explain_texts(texts: list[tuple[str, str, datetime, str]]) -> LeadEvidence:
     """Explain each (kind, label, when, text) and gather the evidence of a lead, newest first.
 
@@ -98,7 +107,7 @@ def explain_texts(texts: list[tuple[str, str, datetime, str]]) -> LeadEvidence:
     for n, (kind, label, at, text) in enumerate(sorted(texts, key=lambda t: t[2], reverse=True)):
         if not text or not text.strip():
             continue
-        found = explain_complaint(text, today=at.astimezone(tz).date())
+        found = _explain(text, at.astimezone(tz).date())
         prefix = f"ev{n}"
         segs = segments(text, [(e.start, e.end, e.tag) for e in found.evidence], prefix)
         for seg in segs:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import joinedload, selectinload
@@ -29,7 +29,11 @@ from crm.triage import RED_FLAG_ADVICE
 bp = Blueprint("referrals", __name__, url_prefix="/referrals")
 
 DECIDERS = ("surgeon", "manager")
-QUEUE_LIMIT = 100
+# A surgeon decides one referral at a time between cases: ten packets a page keeps the page
+# one quick read (and the server's work bounded), with the rest a click away.
+PAGE_SIZE = 10
+# The packet shows the patient's latest words; the lead page has all of them.
+TEXTS_PER_PACKET = 4
 MORE_INFO_DUE = timedelta(days=1)
 
 
@@ -37,9 +41,13 @@ MORE_INFO_DUE = timedelta(days=1)
 @roles(*DECIDERS)
 def queue() -> str:
     """List leads waiting for a surgeon's decision, urgent first, then oldest, as decision packets."""
+    waiting = sa.and_(Lead.stage == REVIEW, Lead.in_queue.is_(True), leads_visible_to(current_user))
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(Lead).where(waiting)) or 0
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
     leads = db.session.scalars(
         sa.select(Lead)
-        .where(Lead.stage == REVIEW, Lead.in_queue.is_(True), leads_visible_to(current_user))
+        .where(waiting)
         .options(
             selectinload(Lead.tags),
             joinedload(Lead.owner),
@@ -47,15 +55,18 @@ def queue() -> str:
             joinedload(Lead.referring_practice),
         )
         .order_by(Lead.urgent.desc(), Lead.stage_entered_at, Lead.id)
-        .limit(QUEUE_LIMIT)
+        .limit(PAGE_SIZE)
+        .offset((page - 1) * PAGE_SIZE)
     ).all()
     packets = [_packet(lead, ev) for lead, ev in zip(leads, evidence_for(leads), strict=True)]
     audit.record_list(
         "referral_list", user_id=current_user.id, lead_ids=[lead.id for lead in leads], ip=client_ip()
     )
-    page = render_template("referrals/queue.html", packets=packets, advice=RED_FLAG_ADVICE)
+    html = render_template(
+        "referrals/queue.html", packets=packets, advice=RED_FLAG_ADVICE, total=total, page=page, pages=pages
+    )
     db.session.commit()
-    return page
+    return html
 
 
 @bp.route("/<int:lead_id>/print")
@@ -206,7 +217,11 @@ def evidence_for(leads: list[Lead]) -> list[LeadEvidence]:
         ):
             who = note.author.name if note.author else "staff"
             texts[note.lead_id].append(("note", f"Note by {who}", note.created_at, note.body))
-    return [explain_texts(texts[lead_id]) for lead_id in ids]
+    latest = {
+        lead_id: sorted(items, key=lambda item: item[2], reverse=True)[:TEXTS_PER_PACKET]
+        for lead_id, items in texts.items()
+    }
+    return [explain_texts(latest.get(lead_id, [])) for lead_id in ids]
 
 
 def _packet(lead: Lead, evidence: LeadEvidence) -> dict[str, Any]:
