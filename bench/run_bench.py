@@ -204,6 +204,19 @@ def measure(session: requests.Session, base: str, name: str, path: str, n: int) 
     return result
 
 
+NEXT_LINK = re.compile(r'href="([^"]+)" rel="next"')
+
+
+def follow_next(session: requests.Session, base: str, path: str, hops: int) -> str:
+    """Follow a list's "Next" link ``hops`` times; return the address reached."""
+    for _ in range(hops):
+        found = NEXT_LINK.search(session.get(base + path, timeout=30).text)
+        if found is None:
+            break
+        path = found.group(1).replace("&amp;", "&")
+    return path
+
+
 def sample_ids(db: str) -> dict[str, str]:
     """Pick a lead to open, a name and phone to search, from the benchmark database."""
     script = (
@@ -239,7 +252,7 @@ def run(db: str, leads: int, calls: int, n: int) -> tuple[str, list[Result], lis
     logins = {role: (email, password) for email, role, _name, password in DEMO_LOGINS}
     pages = [
         ("front_desk", "lead queue", "/leads"),
-        ("front_desk", "lead queue, page 200", "/leads?page=200"),
+        ("front_desk", "lead queue, 100 pages deep", "deep:/leads"),
         ("front_desk", "lead queue, stage filter", "/leads?stage=evaluation"),
         ("front_desk", "lead queue, tag filter", "/leads?tag=red_flag:weakness"),
         ("front_desk", "search: name", f"/leads?q={ids['name']}"),
@@ -253,6 +266,8 @@ def run(db: str, leads: int, calls: int, n: int) -> tuple[str, list[Result], lis
     with gunicorn(db) as (base, proc):
         sessions = {role: sign_in(base, *logins[role]) for role in {p[0] for p in pages}}
         for role, name, path in pages:
+            if path.startswith("deep:"):
+                path = follow_next(sessions[role], base, path.removeprefix("deep:"), 100)
             results.append(measure(sessions[role], base, name, path, n))
         memory = [peak_rss_mb(pid) for pid in worker_pids(proc.pid)]
     return how, results, memory
