@@ -185,3 +185,10 @@ def test_log_call_by_a_surgeon_is_refused(client, login_as):
     )
     assert response.status_code == 403
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Call)) == 0
+
+
+def test_the_queue_offers_new_lead_and_import_to_the_front_desk(client, login_as):
+    login_as("front_desk")
+    html = client.get("/leads").get_data(as_text=True)
+    assert 'href="/leads/new"' in html
+    assert 'href="/leads/import"' in html
