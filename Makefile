@@ -45,9 +45,12 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Speed figures (the tagger now; the full 100k-lead harness arrives with issue 10).
+## Speed figures: the tagger, a 50,000-row CSV import, and every page at 100k leads / 1M calls
+## on SQLite and PostgreSQL under gunicorn (the data set is built once, in .bench/).
 bench: install
 	$(BIN)/python bench/bench_triage.py
+	$(BIN)/python bench/bench_import.py --rows 50000
+	$(BIN)/python bench/run_bench.py --db both
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache

@@ -45,11 +45,14 @@ def test_the_database_refuses_to_change_an_audit_event(app, event_id, statement)
     assert _event_row(event_id) == ("lead_view", "10.0.0.7")
 
 
-def test_postgresql_also_refuses_truncate(app, event_id):
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has no TRUNCATE")
+def test_the_whole_table_cannot_be_emptied_at_once(app, event_id):
+    # PostgreSQL's TRUNCATE skips row triggers (a statement trigger guards it); SQLite has no
+    # TRUNCATE, but its unqualified DELETE is the same shortcut and the row trigger must stop it.
+    statement = (
+        "TRUNCATE audit_events" if db.engine.dialect.name == "postgresql" else "DELETE FROM audit_events"
+    )
     with pytest.raises(sa.exc.DBAPIError):
-        db.session.execute(sa.text("TRUNCATE audit_events"))
+        db.session.execute(sa.text(statement))
     db.session.rollback()
     assert _event_row(event_id) is not None
 
