@@ -172,10 +172,12 @@ TARGETS: dict[str, list[str]] = {
         r"(?:pee|urinate|empty\s+(?:my|her|his)\s+bladder|start\s+(?:peeing|urinating))\b",
         r"\burinary\s+retention\b|\bretaining\s+urine\b",
         r"\b(?:can'?t|cannot|don'?t|doesn'?t)\s+feel\s+(?:\w+\s+){0,3}?(?:when\s+(?:i|she|he)\s+(?:pee|go|wipe)|"
-        r"(?:between|in)\s+(?:my|her|his)\s+(?:legs|groin|crotch))\b",
+        r"between\s+(?:my|her|his)\s+legs|in\s+(?:my|her|his)\s+(?:groin|crotch))\b",
         r"\b(?:saddle|groin|crotch|genital|perineal)\s+(?:area\s+)?(?:numb\w*|anesthesia|tingl\w*)",
         r"\bnumb\w*\s+(?:\w+\s+)?(?:in|around|between|down)\s+(?:my|her|his|the)\s+(?:groin|crotch|genitals|"
-        r"privates|legs|butt\s+cheeks|inner\s+thighs|saddle|private\s+area)\b",
+        r"privates|butt\s+cheeks|inner\s+thighs|saddle|private\s+area)\b",
+        # Numbness *between* the legs is saddle numbness; numbness *in* the legs is radiating pain.
+        r"\bnumb\w*\s+(?:\w+\s+)?between\s+(?:my|her|his|the)\s+legs\b",
         r"\bnumb\s+down\s+there\b",
         r"\bcauda\s+equina\b",
     ],
