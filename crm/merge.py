@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from crm import audit
 from crm.extensions import db
+from crm.leadedit import CLINICAL_FIELDS
 from crm.models import (
     Appointment,
     AppointmentRequest,
@@ -208,27 +209,23 @@ def _close_other(other: Lead, survivor: Lead, *, actor: User, now: datetime) -> 
     db.session.flush()  # the phone key is free before the survivor may claim it
 
 
+# What a merge may fill in on the survivor: contact details and the clinical facts.
+FILLABLE_FIELDS = (
+    "email",
+    "date_of_birth",
+    "preferred_contact",
+    "preferred_time",
+    "language",
+    "insurance",
+    "referring_practice_id",
+    *CLINICAL_FIELDS,
+)
+
+
 def _unite_facts(survivor: Lead, other: Lead) -> None:
     """Fill what the survivor lacks from the other, and keep the earliest first attempt/contact."""
     survivor.urgent = survivor.urgent or other.urgent
-    for name in (
-        "email",
-        "date_of_birth",
-        "preferred_contact",
-        "preferred_time",
-        "language",
-        "insurance",
-        "referring_practice_id",
-        "imaging_type",
-        "imaging_date",
-        "imaging_finding",
-        "pt_weeks",
-        "pt_helped",
-        "medications",
-        "injections",
-        "chiropractic",
-        "conservative_care_helped",
-    ):
+    for name in FILLABLE_FIELDS:
         if getattr(survivor, name) is None and getattr(other, name) is not None:
             setattr(survivor, name, getattr(other, name))
     for name in ("first_attempt_at", "first_contact_at"):
