@@ -132,6 +132,8 @@ class Config:
         self.REDIS_URL = env_str("REDIS_URL")
         self.PROXY_HOPS = env_int("PROXY_HOPS", 0)
         self.FORM_RATE_LIMIT = parse_rate("FORM_RATE_LIMIT", env_str("FORM_RATE_LIMIT", "10 per hour"))
+        # Seconds a form token must be old before it is accepted (a person needs longer; a bot doesn't).
+        self.PUBLIC_FORM_MIN_SECONDS = env_int("PUBLIC_FORM_MIN_SECONDS", 2)
         self.LOGIN_ACCOUNT_FAILURES = env_int("LOGIN_ACCOUNT_FAILURES", 5, minimum=1)
         self.LOGIN_ADDRESS_FAILURES = env_int("LOGIN_ADDRESS_FAILURES", 50, minimum=1)
         self.LOGIN_WINDOW_MINUTES = env_int("LOGIN_WINDOW_MINUTES", 15, minimum=1)
