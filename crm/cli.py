@@ -173,3 +173,48 @@ def init_commands(app: Flask) -> None:
     app.cli.add_command(triage_command)
     app.cli.add_command(demo_command)
     app.cli.add_command(import_csv_command)
+    app.cli.add_command(token_cli)
+
+
+token_cli = AppGroup("token", help="Manage API bearer tokens.")
+
+
+def _user_by_email(email: str) -> User:
+    user = db.session.scalar(sa.select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"No account for {email}.")
+    return user
+
+
+@token_cli.command("create")
+@click.option("--user", "email", required=True, help="The staff member the token acts as.")
+@click.option("--name", required=True, help="A name for the token (e.g. the system using it).")
+@click.option("--scope", default="read", type=click.Choice(["read", "write"]), show_default=True)
+def token_create(email: str, name: str, scope: str) -> None:
+    """Create an API token and print it once (only its hash is stored)."""
+    from crm.apitokens import TokenRefused, create_token
+
+    try:
+        new = create_token(_user_by_email(email), name, scope=scope)
+    except TokenRefused as error:
+        db.session.rollback()
+        raise click.ClickException(str(error)) from None
+    db.session.commit()
+    click.echo(f"Created token {name!r} ({scope}) for {email}. Copy it now; it is not shown again:")
+    click.echo(new.plaintext)
+
+
+@token_cli.command("revoke")
+@click.option("--user", "email", required=True)
+@click.option("--name", required=True)
+def token_revoke(email: str, name: str) -> None:
+    """Revoke an API token: it stops working at once."""
+    from crm.apitokens import TokenRefused, revoke_token
+
+    try:
+        revoke_token(_user_by_email(email), name)
+    except TokenRefused as error:
+        db.session.rollback()
+        raise click.ClickException(str(error)) from None
+    db.session.commit()
+    click.echo(f"Revoked token {name!r} of {email}.")
