@@ -1,24 +1,238 @@
-"""The manager dashboard (charts arrive with issue 7)."""
+"""The manager dashboard (PRODUCT §8): charts from ``crm.metrics``, a table and a CSV under each."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from flask import Blueprint, render_template
+import csv
+import io
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
 
+from flask import Blueprint, Response, abort, render_template, request
+from flask_login import current_user
+
+from crm import audit, clock, metrics
 from crm.authz import roles
+from crm.dashboard import charts
 from crm.extensions import db
-from crm.models import STAGES, Lead
+from crm.models import SOURCE_LABELS, SOURCES, STAGE_LABELS
+from crm.security import client_ip
+from crm.settings import clinic_tz
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+
+PRESETS = {"30d": "Last 30 days", "quarter": "This quarter", "12m": "Last 12 months", "custom": "Custom"}
+CHARTS = ("funnel", "sources", "tags", "speed", "calls", "aging", "staff")
+FORMULA_START = ("=", "+", "-", "@")
+
+
+@dataclass(frozen=True)
+class View:
+    """What the query string asked for: the preset, its dates (clinic-local) and the filters."""
+
+    preset: str
+    first_day: date
+    last_day: date
+    period: metrics.Period
+    filters: metrics.Filters
+
+
+def _day(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def read_view(args: Any, now: datetime) -> View:
+    """Turn the query string into a period (clinic-local whole days) and filters; bad input falls back."""
+    tz = clinic_tz()
+    today = now.astimezone(tz).date()
+    preset = args.get("range", "30d")
+    if preset not in PRESETS:
+        preset = "30d"
+    first, last = today - timedelta(days=29), today
+    if preset == "quarter":
+        first = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    elif preset == "12m":
+        first = today - timedelta(days=364)
+    elif preset == "custom":
+        first = _day(args.get("from")) or first
+        last = _day(args.get("to")) or last
+        if last < first:
+            first, last = last, first
+    start = datetime.combine(first, time(), tz)
+    end = datetime.combine(last + timedelta(days=1), time(), tz)
+    source = args.get("source") or None
+    tag = (args.get("tag") or "").strip() or None
+    return View(
+        preset=preset,
+        first_day=first,
+        last_day=last,
+        period=metrics.Period(start, end),
+        filters=metrics.Filters(source=source if source in SOURCES else None, tag=tag),
+    )
+
+
+def numbers(view: View, now: datetime) -> dict[str, Any]:
+    """Compute every manager chart's numbers for a view."""
+    p, f = view.period, view.filters
+    return {
+        "funnel": metrics.funnel(p, f),
+        "sources": metrics.conversion_by("source", p, f),
+        "tags": metrics.conversion_by("tag", p, f),
+        "speed": metrics.speed_to_lead(p, f),
+        "calls": metrics.calls(p),
+        "aging": metrics.stage_aging(f, now=now),
+        "staff": metrics.staff(p),
+    }
+
+
+def figures(data: dict[str, Any]) -> dict[str, str]:
+    """Make each non-empty chart's plotly figure, serialised for the page."""
+    figs: dict[str, Any] = {}
+    if data["funnel"][0]["leads"]:
+        figs["funnel"] = charts.funnel_figure(data["funnel"])
+        figs["sources"] = charts.conversion_figure(data["sources"], labels=dict(SOURCE_LABELS))
+    if data["tags"]:
+        figs["tags"] = charts.conversion_figure(data["tags"][:15])
+    if data["calls"]["total"]:
+        figs["calls"] = charts.calls_figure(data["calls"]["cells"])
+    if data["staff"]:
+        figs["staff"] = charts.staff_figure(data["staff"])
+    return {name: charts.as_script_json(fig) for name, fig in figs.items()}
 
 
 @bp.route("")
 @roles("surgeon", "manager", "admin")
 def index() -> str:
-    """Show the pipeline at a glance: open leads per stage."""
-    counts = dict(
-        db.session.execute(
-            sa.select(Lead.stage, sa.func.count()).where(Lead.in_queue.is_(True)).group_by(Lead.stage)
-        ).all()
+    """Show the dashboard: the manager's charts, or a surgeon's own referral numbers."""
+    now = clock.now()
+    view = read_view(request.args, now)
+    if current_user.role == "surgeon":
+        mine = metrics.surgeon_numbers(current_user.id, view.period)
+        return render_template("dashboard/surgeon.html", view=view, presets=PRESETS, mine=mine)
+    data = numbers(view, now)
+    # The stage-aging list names patients: record which leads the page showed.
+    audit.record_list(
+        "dashboard_view",
+        user_id=current_user.id,
+        lead_ids=[r["id"] for r in data["aging"]["leads"]],
+        ip=client_ip(),
     )
-    return render_template("dashboard/index.html", counts=counts, stages=STAGES)
+    db.session.commit()
+    return render_template(
+        "dashboard/index.html",
+        view=view,
+        presets=PRESETS,
+        sources=SOURCES,
+        data=data,
+        figs=figures(data),
+        tables={chart: table_rows(chart, data) for chart in CHARTS},
+        weekdays=charts.WEEKDAYS,
+    )
+
+
+def neutralise(value: Any) -> Any:
+    """Keep a spreadsheet from running a cell as a formula: prefix ``= + - @`` starts with a quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def table_rows(chart: str, data: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Return one chart's numbers as a header and rows (the same numbers as its table)."""
+    if chart == "funnel":
+        return ["stage", "leads", "share_of_previous"], [
+            [STAGE_LABELS[r["stage"]], r["leads"], _pct(r["of_previous"])] for r in data["funnel"]
+        ]
+    if chart in ("sources", "tags"):
+        head = [
+            "source" if chart == "sources" else "tag",
+            "leads",
+            "consults",
+            "surgeries",
+            "consult_rate",
+            "surgery_rate",
+        ]
+        return head, [
+            [
+                r["group"],
+                r["leads"],
+                r["consults"],
+                r["surgeries"],
+                _pct(r["consult_rate"]),
+                _pct(r["surgery_rate"]),
+            ]
+            for r in data[chart]
+        ]
+    if chart == "speed":
+        s = data["speed"]
+        return ["contacted", "waiting", "median_minutes", "p90_minutes"], [
+            [s["contacted"], s["waiting"], s["median"], s["p90"]]
+        ]
+    if chart == "calls":
+        return ["weekday", "hour", "calls"], [
+            [charts.WEEKDAYS[c["weekday"]], c["hour"], c["calls"]]
+            for c in sorted(data["calls"]["cells"], key=lambda c: (c["weekday"], c["hour"]))
+        ]
+    if chart == "aging":
+        return ["lead_id", "name", "stage", "days_in_stage"], [
+            [r["id"], r["name"], STAGE_LABELS[r["stage"]], r["days"]] for r in data["aging"]["leads"]
+        ]
+    return ["staff", "contacts", "stage_moves", "conversions"], [
+        [r["name"], r["contacts"], r["moves"], r["conversions"]] for r in data["staff"]
+    ]
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.1f}%"
+
+
+@bp.route("/export/<chart>.csv")
+@roles("manager", "admin")
+def export(chart: str) -> Response:
+    """Download one chart's numbers as CSV, formulas neutralised, recorded in the audit log."""
+    if chart not in CHARTS:
+        abort(404)
+    now = clock.now()
+    view = read_view(request.args, now)
+    data = _one_chart(chart, view, now)
+    head, rows = table_rows(chart, data)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(head)
+    writer.writerows([neutralise(v) for v in row] for row in rows)
+    audit.record(
+        "dashboard_export",
+        user_id=current_user.id,
+        detail={
+            "chart": chart,
+            "rows": len(rows),
+            "from": view.first_day.isoformat(),
+            "to": view.last_day.isoformat(),
+        },
+        ip=client_ip(),
+    )
+    db.session.commit()
+    name = f"{chart}-{view.first_day.isoformat()}-{view.last_day.isoformat()}.csv"
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def _one_chart(chart: str, view: View, now: datetime) -> dict[str, Any]:
+    """Compute only the numbers one export needs."""
+    p, f = view.period, view.filters
+    compute = {
+        "funnel": lambda: metrics.funnel(p, f),
+        "sources": lambda: metrics.conversion_by("source", p, f),
+        "tags": lambda: metrics.conversion_by("tag", p, f),
+        "speed": lambda: metrics.speed_to_lead(p, f),
+        "calls": lambda: metrics.calls(p),
+        "aging": lambda: metrics.stage_aging(f, now=now),
+        "staff": lambda: metrics.staff(p),
+    }
+    return {chart: compute[chart]()}

@@ -1,0 +1,187 @@
+"""The dashboard page and its CSV exports: roles, live numbers, empty states, audited exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from crm import pipeline
+from crm.extensions import db
+from crm.models import AuditEvent, Call
+from tests.conftest import utc
+
+NOW = utc(2026, 3, 18, 16, 0)  # a Wednesday, 11:00 in Chicago
+
+
+@pytest.fixture(autouse=True)
+def at_noon(frozen_clock):
+    frozen_clock(NOW)
+
+
+def text_of(html: str, element_id: str) -> str:
+    match = re.search(rf'id="{element_id}"[^>]*>([^<]*)<', html)
+    assert match, f"no #{element_id} in the page"
+    return match.group(1).strip()
+
+
+def funnel_row(html: str, stage: str) -> str:
+    match = re.search(rf"<tr><td>{stage}</td><td>(\d+)</td>", html)
+    assert match, f"no funnel row for {stage}"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("path", ["/dashboard", "/dashboard/export/funnel.csv"])
+def test_the_front_desk_is_refused(client, login_as, path):
+    login_as("front_desk")
+
+    assert client.get(path).status_code == 403
+
+
+def test_a_surgeon_sees_only_their_own_numbers(client, login_as, make_user, make_lead):
+    me = login_as("surgeon")
+    desk, other = make_user("front_desk"), make_user("surgeon")
+    mine, theirs = make_lead(surgeon_id=me.id), make_lead(surgeon_id=other.id)
+    for lead in (mine, theirs):
+        db.session.add_all(
+            [
+                pipeline_change(lead.id, "new", "contacted", desk.id, NOW - timedelta(days=2)),
+                pipeline_change(lead.id, "contacted", "surgical_review", desk.id, NOW - timedelta(days=1)),
+            ]
+        )
+    db.session.add(pipeline_change(mine.id, "surgical_review", "consult_scheduled", me.id, NOW))
+    db.session.commit()
+
+    html = client.get("/dashboard").get_data(as_text=True)
+
+    assert (
+        text_of(html, "mine-received"),
+        text_of(html, "mine-accepted"),
+        text_of(html, "mine-declined"),
+    ) == (
+        "1",
+        "1",
+        "0",
+    )
+    assert "Funnel" not in html and "plotly" not in html
+    assert client.get("/dashboard/export/staff.csv").status_code == 403
+
+
+def pipeline_change(lead_id, from_stage, to_stage, actor_id, at):
+    from crm.models import StageChange
+
+    return StageChange(lead_id=lead_id, from_stage=from_stage, to_stage=to_stage, actor_id=actor_id, at=at)
+
+
+def test_a_new_call_and_a_stage_move_change_the_numbers(client, login_as, make_user, make_lead):
+    login_as("manager")
+    desk = make_user("front_desk")
+    lead = make_lead(created_at=NOW - timedelta(days=3))
+    before = client.get("/dashboard").get_data(as_text=True)
+    assert text_of(before, "kpi-calls") == "0"
+    assert text_of(before, "kpi-missed") == "No inbound calls"
+    assert (funnel_row(before, "New"), funnel_row(before, "Contacted")) == ("1", "0")
+
+    db.session.add(
+        Call(
+            direction="inbound",
+            status="no-answer",
+            missed=True,
+            started_at=NOW - timedelta(hours=1),
+            local_weekday=2,
+            local_hour=10,
+            lead_id=lead.id,
+        )
+    )
+    pipeline.move(db.session.get(type(lead), lead.id), pipeline.MoveRequest(to="contacted"), actor=desk)
+    db.session.commit()
+    after = client.get("/dashboard").get_data(as_text=True)
+
+    assert text_of(after, "kpi-calls") == "1"
+    assert text_of(after, "kpi-missed") == "1 of 1 (100.0%)"
+    assert (funnel_row(after, "New"), funnel_row(after, "Contacted")) == ("1", "1")
+    assert 'id="fig-calls"' in after and 'data-figure="fig-funnel"' in after
+
+
+def test_an_empty_period_shows_friendly_empty_states(client, login_as):
+    login_as("admin")
+
+    html = client.get("/dashboard?range=custom&from=2020-01-01&to=2020-01-31").get_data(as_text=True)
+
+    assert "No leads were created in this period" in html
+    assert "No calls in this period." in html
+    assert "data-figure" not in html
+    assert 'value="2020-01-01"' in html and 'value="2020-01-31"' in html
+
+
+def test_filters_live_in_the_url(client, login_as, make_lead):
+    login_as("manager")
+    make_lead(source="phone", created_at=NOW - timedelta(days=1))
+    make_lead(source="web_form", created_at=NOW - timedelta(days=1), tags=["condition:stenosis"])
+
+    by_source = client.get("/dashboard?source=web_form").get_data(as_text=True)
+    by_tag = client.get("/dashboard?tag=condition:stenosis&range=quarter").get_data(as_text=True)
+
+    assert text_of(by_source, "kpi-leads") == "1"
+    assert '<option value="web_form" selected>' in by_source
+    assert text_of(by_tag, "kpi-leads") == "1"
+    assert '<option value="quarter" selected>' in by_tag
+
+
+def test_the_csv_export_neutralises_formulas_and_is_audited(client, login_as, make_user, make_lead):
+    manager = login_as("manager")
+    names = ['=HYPERLINK("http://x.test")', "+1+1", "-2", "@SUM(A1)"]
+    for name in names:
+        actor = make_user("front_desk", name=name)
+        lead = make_lead()
+        db.session.add(pipeline_change(lead.id, "new", "contacted", actor.id, NOW - timedelta(hours=2)))
+    db.session.commit()
+
+    response = client.get("/dashboard/export/staff.csv")
+
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert rows[0] == ["staff", "contacts", "stage_moves", "conversions"]
+    assert sorted(r[0] for r in rows[1:]) == sorted("'" + n for n in names)
+    event = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "dashboard_export")).one()
+    assert event.user_id == manager.id
+    assert event.detail["chart"] == "staff" and event.detail["rows"] == 4
+
+
+def test_an_unknown_chart_is_not_found(client, login_as):
+    login_as("manager")
+
+    assert client.get("/dashboard/export/nope.csv").status_code == 404
+
+
+def test_stage_aging_rows_link_to_the_leads(client, login_as, make_lead):
+    login_as("manager")
+    stalled = make_lead(
+        stage="new", created_at=NOW - timedelta(days=4), stage_entered_at=NOW - timedelta(days=4)
+    )
+
+    html = client.get("/dashboard").get_data(as_text=True)
+
+    assert f'href="/leads/{stalled.id}"' in html
+    event = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "dashboard_view")).one()
+    assert event.detail["lead_ids"] == [stalled.id]
+
+
+def test_the_page_issues_a_fixed_number_of_statements(client, login_as, make_lead, count_queries):
+    login_as("manager")
+    client.get("/dashboard")  # first use creates the settings row
+    counts = []
+    for _ in range(2):
+        for _ in range(3):
+            make_lead(created_at=NOW - timedelta(days=1), first_contact_at=NOW - timedelta(hours=20))
+        with count_queries() as q:
+            assert client.get("/dashboard").status_code == 200
+        counts.append(len(q))
+
+    assert counts[0] == counts[1]
