@@ -8,8 +8,10 @@ Two steps, used by the import page and by ``flask import-csv``:
   synonyms below) and checks every row, collecting errors by row number and field name —
   never by value, so no patient data reaches a message or a log.
 - ``import_rows(parsed, ...)`` sends every good row through the one intake
-  (``intake.find_or_create_lead`` / ``intake.receive_call_event``), so the duplicate rule,
-  the tagger and the missed-call rule apply as on every channel. It adds to the caller's
+  (``intake.receive_contacts_bulk`` for leads, a thousand rows at a time, which writes plain
+  new leads with multi-row INSERTs and sends every other row through
+  ``intake.find_or_create_lead``; ``intake.receive_call_event`` for calls), so the duplicate
+  rule, the tagger and the missed-call rule apply as on every channel. It adds to the caller's
   transaction: the caller commits, or rolls back on ``ImportRefused`` — a file with a bad
   row changes nothing unless the user chose to skip bad rows.
 
@@ -40,7 +42,7 @@ from flask import g, has_app_context
 from crm import audit, phones
 from crm.business_hours import BusinessCalendar, load_calendar
 from crm.extensions import db
-from crm.intake import CallEventIn, ContactIn, IntakeRefused, find_or_create_lead, receive_call_event
+from crm.intake import CallEventIn, ContactIn, IntakeRefused, receive_call_event, receive_contacts_bulk
 from crm.models import CALL_STATUSES, SOURCES, Call, Note
 from crm.settings import clinic_tz
 
@@ -153,7 +155,7 @@ DATETIME_FORMATS = (
 )
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y", "%d.%m.%Y")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-BATCH = 200
+BATCH = 1000
 NUMBER_RE = re.compile(r"\+?\d[\d\s().-]{4,}\d")
 
 
@@ -593,29 +595,31 @@ def _import_leads(
     actor_id: int | None,
     skip: bool,
 ) -> None:
-    for row in batch:
-        v = row.values
-        contact = ContactIn(**{k: v[k] for k in v})
-        try:
-            with _guarded(skip):
-                found = find_or_create_lead(contact, now=now, calendar=cal)
-                lead = found.lead
-                assert lead is not None
-                if v["message"] and (found.created or not _has_note(lead.id, v["message"])):
-                    db.session.add(
-                        Note(lead_id=lead.id, author_id=actor_id, body=v["message"], created_at=now)
-                    )
-        except IntakeRefused as error:
-            _refused(result, row, str(error), skip)
+    contacts = [ContactIn(**row.values) for row in batch]
+    done = receive_contacts_bulk(contacts, now=now, calendar=cal, guard=lambda: _guarded(skip))
+    notes = []
+    for row, outcome in zip(batch, done, strict=True):
+        if outcome.refused is not None:
+            _refused(result, row, outcome.refused, skip)
             continue
-        if found.created:
+        assert outcome.lead_id is not None
+        message = row.values["message"]
+        if message and (outcome.created or not _has_note(outcome.lead_id, message, notes)):
+            notes.append(
+                {"lead_id": outcome.lead_id, "author_id": actor_id, "body": message, "created_at": now}
+            )
+        if outcome.created:
             result.leads_created += 1
-            result.possible_duplicates += found.possible_duplicate_of is not None
+            result.possible_duplicates += outcome.possible_duplicate
         else:
             result.leads_attached += 1
+    if notes:
+        db.session.execute(sa.insert(Note.__table__), notes)
 
 
-def _has_note(lead_id: int, body: str) -> bool:
+def _has_note(lead_id: int, body: str, pending: list[dict[str, Any]]) -> bool:
+    if any(note["lead_id"] == lead_id and note["body"] == body for note in pending):
+        return True
     db.session.flush()
     return (
         db.session.scalar(sa.select(Note.id).where(Note.lead_id == lead_id, Note.body == body).limit(1))

@@ -31,7 +31,8 @@ Rules kept here (PRODUCT §2, §3, §4, §6):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
@@ -54,8 +55,10 @@ from crm.models import (
     Consent,
     Lead,
     LeadSearchTerm,
+    LeadTag,
     ReferringPractice,
     StageChange,
+    TagChange,
     Task,
     User,
 )
@@ -469,6 +472,149 @@ def find_or_create_lead(
         raise IntegrityError("lead intake kept losing the phone-key race", None, Exception("retry"))
     result.details["message_tags"] = _tag_message(lead, contact.message, now=now, cal=cal)
     return result
+
+
+# --------------------------------------------------------------------------- many contacts at once
+
+
+@dataclass(frozen=True)
+class BulkRow:
+    """What bulk intake did with one contact: its lead, or intake's reason for refusing it."""
+
+    lead_id: int | None
+    created: bool
+    possible_duplicate: bool = False
+    refused: str | None = None
+
+
+def _open_keys(column: Any, values: set[str]) -> set[str]:
+    """Return which of these phones or emails an open lead already has (one query)."""
+    if not values:
+        return set()
+    return set(
+        db.session.scalars(
+            sa.select(column)
+            .where(column.in_(values), Lead.stage != "closed", Lead.merged_into_id.is_(None))
+            .distinct()
+        )
+    )
+
+
+def _lead_row(lead: Lead) -> dict[str, Any]:
+    """The column values of a lead built by ``_new_lead`` (unset columns keep their defaults)."""
+    columns = Lead.__table__.columns
+    return {c.key: getattr(lead, c.key) for c in columns if c.key in lead.__dict__ and c.key != "id"}
+
+
+def receive_contacts_bulk(
+    contacts: list[ContactIn],
+    *,
+    now: datetime,
+    calendar: BusinessCalendar | None = None,
+    guard: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> list[BulkRow]:
+    """Take many contacts (a CSV import's batch) with the same rules as ``find_or_create_lead``.
+
+    A contact whose phone and email no open lead has, and no earlier contact of the batch
+    shares, would make a plain new lead: those leads, their first stage change, search terms
+    and tags are written with a few multi-row INSERTs (one calendar, one tagger call per
+    distinct message). Every other contact — one that may attach or be a possible
+    duplicate, gives consent, names a referring practice or arrives while round-robin
+    assignment is on — goes through ``find_or_create_lead`` afterwards, in order, each
+    inside ``guard()`` (a SAVEPOINT when the caller skips refused rows). If a concurrent
+    intake took one of the phones meanwhile, the whole batch goes the per-row way.
+    """
+    cal = _calendar(calendar)
+    keys = [(phones.normalize(_clean(c.phone, 64)), _email(c.email)) for c in contacts]
+    taken_phones = _open_keys(Lead.phone, {p for p, _ in keys if p})
+    taken_phones |= _open_keys(Lead.open_phone_key, {p for p, _ in keys if p})
+    taken_emails = _open_keys(Lead.email, {e for _, e in keys if e})
+    round_robin = get_settings().round_robin
+    fresh: list[int] = []
+    for index, (contact, (phone, email)) in enumerate(zip(contacts, keys, strict=True)):
+        plain = (
+            contact.source in SOURCES
+            and not round_robin
+            and not any(v is not None for v in contact.consent.values())
+            and not _clean(contact.referring_provider, 200)
+            and phone not in taken_phones
+            and email not in taken_emails
+        )
+        if plain:
+            fresh.append(index)
+        if phone:  # a later contact with this phone or email may attach: per-row rule
+            taken_phones.add(phone)
+        if email:
+            taken_emails.add(email)
+    results: dict[int, BulkRow] = {}
+    if fresh:
+        try:
+            with db.session.begin_nested():
+                results = _insert_new_leads([(i, contacts[i], *keys[i]) for i in fresh], now=now, cal=cal)
+        except IntegrityError:  # another intake took a phone meanwhile: let the per-row rule decide
+            results = {}
+    for index, contact in enumerate(contacts):
+        if index in results:
+            continue
+        try:
+            with guard():
+                found = find_or_create_lead(contact, now=now, calendar=cal)
+        except IntakeRefused as error:
+            results[index] = BulkRow(lead_id=None, created=False, refused=str(error))
+            continue
+        assert found.lead is not None
+        results[index] = BulkRow(
+            lead_id=found.lead.id,
+            created=found.created,
+            possible_duplicate=found.possible_duplicate_of is not None,
+        )
+    return [results[index] for index in range(len(contacts))]
+
+
+def _insert_new_leads(
+    rows: list[tuple[int, ContactIn, str | None, str | None]], *, now: datetime, cal: BusinessCalendar
+) -> dict[int, BulkRow]:
+    """Insert new leads with their stage change, search terms and tags as ``find_or_create_lead`` would."""
+    due = add_business_minutes(now, cal.target_minutes, cal)
+    today = cal.local_date(now)
+    tags_of: dict[str, list[str]] = {}
+    leads, codes_per_row = [], []
+    for _, contact, phone, email in rows:
+        lead = _new_lead(contact, phone, email, now)
+        lead.open_phone_key = phone
+        lead.first_contact_due_at = due
+        message = contact.message if contact.message and contact.message.strip() else None
+        if message is not None and message not in tags_of:
+            tags_of[message] = tag_complaint(message, today=today)
+        codes = tags_of[message] if message is not None else []
+        lead.urgent = is_urgent(codes)
+        leads.append(lead)
+        codes_per_row.append(codes)
+    table = Lead.__table__
+    values = [_lead_row(lead) for lead in leads]
+    ids = list(
+        db.session.execute(
+            sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), values
+        ).scalars()
+    )
+    stages, terms, tag_rows, changes = [], [], [], []
+    for lead_id, lead, codes in zip(ids, leads, codes_per_row, strict=True):
+        stages.append({"lead_id": lead_id, "from_stage": None, "to_stage": "new", "at": now})
+        terms += [{"lead_id": lead_id, "term": word} for word in name_terms(lead.first_name, lead.last_name)]
+        new_tags, new_changes = tagging.new_lead_tag_rows(lead_id, codes, origin="auto", at=now)
+        tag_rows += new_tags
+        changes += new_changes
+    for model, batch in (
+        (StageChange, stages),
+        (LeadSearchTerm, terms),
+        (LeadTag, tag_rows),
+        (TagChange, changes),
+    ):
+        if batch:
+            db.session.execute(sa.insert(model.__table__), batch)
+    return {
+        index: BulkRow(lead_id=lead_id, created=True) for (index, *_), lead_id in zip(rows, ids, strict=True)
+    }
 
 
 def _after_insert(lead: Lead, contact: ContactIn, *, now: datetime, ip: str | None) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from crm import clock
 from crm.extensions import db
@@ -83,6 +84,35 @@ def apply_auto_tags(
     if is_urgent(added):
         lead.urgent = True
     return added
+
+
+def new_lead_tag_rows(
+    lead_id: int, codes: Iterable[str], *, origin: str = "auto", at: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Return the ``LeadTag`` and ``TagChange`` rows ``apply_auto_tags`` writes on a lead with no tags.
+
+    For bulk intake, which inserts new leads with Core statements; the lead is urgent when
+    ``is_urgent`` says so of the same codes.
+    """
+    if origin not in AUTO_ORIGINS:
+        raise ValueError(f"automatic tags come from the tagger or the patient, not {origin!r}")
+    wanted = sorted({_check_code(code) for code in codes})
+    tags = [
+        {
+            "lead_id": lead_id,
+            "code": code,
+            "origin": origin,
+            "state": "active",
+            "created_at": at,
+            "updated_at": at,
+        }
+        for code in wanted
+    ]
+    changes = [
+        {"lead_id": lead_id, "code": code, "action": "added", "origin": origin, "actor_id": None, "at": at}
+        for code in wanted
+    ]
+    return tags, changes
 
 
 def set_staff_tag(lead: Lead, code: str, actor: User, *, now: datetime | None = None) -> LeadTag:
