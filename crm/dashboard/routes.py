@@ -12,7 +12,7 @@ from flask import Blueprint, Response, abort, render_template, request
 from flask_login import current_user
 
 from crm import audit, clock, metrics
-from crm.authz import roles
+from crm.authz import can, roles
 from crm.dashboard import charts
 from crm.extensions import db
 from crm.models import SOURCE_LABELS, SOURCES, STAGE_LABELS
@@ -130,6 +130,7 @@ def index() -> str:
         figs=figures(data),
         tables={chart: table_rows(chart, data) for chart in CHARTS},
         weekdays=charts.WEEKDAYS,
+        can_export=can(current_user, "export"),
     )
 
 

@@ -185,3 +185,13 @@ def test_the_page_issues_a_fixed_number_of_statements(client, login_as, make_lea
         counts.append(len(q))
 
     assert counts[0] == counts[1]
+
+
+def test_every_chart_offers_its_csv(client, login_as, make_lead):
+    login_as("manager")
+    make_lead(created_at=NOW - timedelta(days=1), tags=["condition:stenosis"])
+
+    html = client.get("/dashboard?range=quarter").get_data(as_text=True)
+
+    for chart in ("funnel", "sources", "tags", "aging"):
+        assert f'href="/dashboard/export/{chart}.csv?range=quarter"' in html
