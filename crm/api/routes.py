@@ -72,4 +72,4 @@ def openapi() -> Response:
 
 
 # The resources register their views on ``bp``.
-from crm.api import leads, triage  # noqa: E402,F401
+from crm.api import calls, leads, triage  # noqa: E402,F401

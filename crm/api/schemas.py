@@ -9,7 +9,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from crm import phones
 from crm.leadedit import EDITABLE_FIELDS
-from crm.models import CLOSE_REASONS, IMAGING_TYPES, SOURCES, STAGES
+from crm.models import CALL_DIRECTIONS, CALL_STATUSES, CLOSE_REASONS, IMAGING_TYPES, SOURCES, STAGES
 
 CONTACT_METHODS = ("phone", "sms", "email")
 
@@ -168,3 +168,54 @@ class TriageIn(Strict):
 class TriageOut(Schema):
     tags = fields.List(fields.String(), required=True)
     urgent = fields.Boolean(required=True)
+
+
+class CallOut(Schema):
+    id = fields.Integer(required=True)
+    call_sid = fields.String(allow_none=True)
+    lead_id = fields.Integer(allow_none=True)
+    from_number = fields.String(allow_none=True)
+    to_number = fields.String(allow_none=True)
+    line = fields.String(allow_none=True)
+    direction = fields.String(required=True)
+    status = fields.String(required=True)
+    started_at = fields.DateTime()
+    duration = fields.Integer(attribute="duration_seconds")
+    recording_url = fields.String(allow_none=True)
+    answered = fields.Boolean()
+    voicemail = fields.Boolean()
+    missed = fields.Boolean()
+    notes = fields.String(allow_none=True)
+
+
+class CallPage(Schema):
+    items = fields.List(fields.Nested(CallOut), required=True)
+    total = fields.Integer(required=True)
+    page = fields.Integer(required=True)
+    pages = fields.Integer(required=True)
+
+
+class CallQuery(Schema):
+    call_sid = text(64)
+    lead_id = fields.Integer(validate=validate.Range(min=1))
+    status = fields.String(validate=validate.OneOf(CALL_STATUSES))
+    from_number = text(32)
+    to_number = text(32)
+    started_from = DateOrDateTime(metadata={"description": "date (clinic time zone) or ISO 8601 date-time"})
+    started_to = DateOrDateTime(metadata={"description": "date (clinic time zone) or ISO 8601 date-time"})
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
+    per_page = fields.Integer(load_default=25, validate=validate.Range(min=1, max=100))
+
+
+class CallIn(Strict):
+    """POST /api/v1/calls: as the phone system's webhook would tell it."""
+
+    call_sid = fields.String(validate=validate.Length(min=1, max=64), allow_none=True)
+    from_number = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    to_number = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    direction = fields.String(required=True, validate=validate.OneOf(CALL_DIRECTIONS))
+    status = fields.String(required=True, validate=validate.OneOf(CALL_STATUSES))
+    started_at = fields.AwareDateTime(allow_none=True)
+    duration = fields.Integer(load_default=0, validate=validate.Range(min=0, max=86_400))
+    recording_url = fields.Url(validate=validate.Length(max=500), allow_none=True)
+    notes = text(5000, allow_none=True)
