@@ -118,6 +118,25 @@ def _reach_rows(period: Period, filters: Filters, *extra: Any) -> sa.Subquery:
     ).subquery()
 
 
+def funnel_and_sources(
+    period: Period, filters: Filters = NO_FILTERS
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Return ``funnel(...)`` and ``conversion_by("source", ...)`` from one pass over the cohort.
+
+    The cohort is grouped by source with a count per funnel stage (at most six rows); the
+    funnel is their sum, so both charts cost one query.
+    """
+    rows = _reach_rows(period, filters, Lead.source.label("group"))
+    reached = [sa.func.sum(sa.case((rows.c.reached >= i, 1), else_=0)) for i in ORDER.values()]
+    groups: list[Any] = db.session.execute(  # type: ignore[assignment]
+        sa.select(rows.c.group, *reached).group_by(rows.c.group)
+    ).all()
+    totals = [sum(int(g[i + 1]) for g in groups) for i in range(len(FUNNEL_STAGES))]
+    by_source = [_conversion_row(g[0], int(g[1]), int(g[1 + CONSULT]), int(g[1 + SURGERY])) for g in groups]
+    by_source.sort(key=lambda r: (-r["leads"], r["group"]))
+    return _funnel_rows(totals), by_source
+
+
 def funnel(period: Period, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
     """Count the period's cohort by the furthest stage each lead ever reached.
 
@@ -128,28 +147,34 @@ def funnel(period: Period, filters: Filters = NO_FILTERS) -> list[dict[str, Any]
     ``leads`` (how many reached it), ``of_previous`` (share of the previous step's leads, a
     fraction, ``None`` for the first step or when the previous step is 0) and ``of_total``.
     """
-    rows = _reach_rows(period, filters)
-    counts = db.session.execute(
-        sa.select(
-            *(
-                sa.func.coalesce(sa.func.sum(sa.case((rows.c.reached >= i, 1), else_=0)), 0)
-                for i in ORDER.values()
-            )
-        )
-    ).one()
-    out: list[dict[str, Any]] = []
+    return funnel_and_sources(period, filters)[0]
+
+
+def _funnel_rows(counts: list[int]) -> list[dict[str, Any]]:
     total = counts[0]
+    out: list[dict[str, Any]] = []
     for i, stage in enumerate(FUNNEL_STAGES):
         previous = counts[i - 1] if i else None
         out.append(
             {
                 "stage": stage,
-                "leads": int(counts[i]),
+                "leads": counts[i],
                 "of_previous": (counts[i] / previous) if previous else None,
                 "of_total": (counts[i] / total) if total else None,
             }
         )
     return out
+
+
+def _conversion_row(group: str, leads: int, consults: int, surgeries: int) -> dict[str, Any]:
+    return {
+        "group": group,
+        "leads": leads,
+        "consults": consults,
+        "surgeries": surgeries,
+        "consult_rate": consults / leads,
+        "surgery_rate": surgeries / leads,
+    }
 
 
 def conversion_by(by: str, period: Period, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
@@ -162,6 +187,8 @@ def conversion_by(by: str, period: Period, filters: Filters = NO_FILTERS) -> lis
     """
     if by not in BY_COLUMNS:
         raise ValueError(f"unknown grouping: {by}")
+    if by == "source":
+        return funnel_and_sources(period, filters)[1]
     if by == "tag":
         rows = _reach_rows(period, filters)
         group: Any = LeadTag.code
@@ -170,7 +197,7 @@ def conversion_by(by: str, period: Period, filters: Filters = NO_FILTERS) -> lis
         )
         inner = base.subquery()
     else:
-        column = Lead.source if by == "source" else sa.func.coalesce(Lead.campaign, "(none)")
+        column = sa.func.coalesce(Lead.campaign, "(none)")
         inner = _reach_rows(period, filters, column.label("group"))
     leads = sa.func.count()
     consults = sa.func.sum(sa.case((inner.c.reached >= CONSULT, 1), else_=0))
@@ -180,17 +207,7 @@ def conversion_by(by: str, period: Period, filters: Filters = NO_FILTERS) -> lis
         .group_by(inner.c.group)
         .order_by(leads.desc(), inner.c.group)
     ).all()
-    return [
-        {
-            "group": g,
-            "leads": n,
-            "consults": int(c),
-            "surgeries": int(s),
-            "consult_rate": c / n,
-            "surgery_rate": s / n,
-        }
-        for g, n, c, s in result
-    ]
+    return [_conversion_row(g, n, int(c), int(s)) for g, n, c, s in result]
 
 
 def _minutes(later: Any, earlier: Any) -> sa.ColumnElement[Any]:
@@ -259,23 +276,27 @@ def calls(period: Period) -> dict[str, Any]:
     voicemail that no staff leg answered. Outbound attempts are never missed calls (nobody
     was calling us) and are left out of both sides.
     """
-    grid = db.session.execute(
-        sa.select(Call.local_weekday, Call.local_hour, sa.func.count())
+    # One pass over the period's calls, grouped by cell and by what the rate needs: at most
+    # 7 × 24 × 4 rows come back, summed here into the grid and the rate.
+    inbound_col = sa.case((Call.direction == "inbound", 1), else_=0)
+    missed_col = sa.case((sa.and_(Call.direction == "inbound", Call.missed.is_(True)), 1), else_=0)
+    groups: list[Any] = db.session.execute(  # type: ignore[assignment]
+        sa.select(Call.local_weekday, Call.local_hour, inbound_col, missed_col, sa.func.count())
         .where(Call.started_at >= period.start, Call.started_at < period.end)
-        .group_by(Call.local_weekday, Call.local_hour)
+        .group_by(Call.local_weekday, Call.local_hour, inbound_col, missed_col)
     ).all()
-    counts: Any = db.session.execute(
-        sa.select(
-            sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((Call.missed, 1), else_=0)), 0)
-        ).where(Call.started_at >= period.start, Call.started_at < period.end, Call.direction == "inbound")
-    ).one()
-    inbound, missed = counts
-    cells = [{"weekday": int(w), "hour": int(h), "calls": n} for w, h, n in grid]
+    grid: dict[tuple[int, int], int] = {}
+    inbound = missed = 0
+    for weekday, hour, is_inbound, is_missed, n in groups:
+        grid[(int(weekday), int(hour))] = grid.get((int(weekday), int(hour)), 0) + n
+        inbound += n if is_inbound else 0
+        missed += n if is_missed else 0
+    cells = [{"weekday": w, "hour": h, "calls": n} for (w, h), n in sorted(grid.items())]
     return {
         "cells": cells,
-        "total": sum(c["calls"] for c in cells),
+        "total": sum(grid.values()),
         "inbound": inbound,
-        "missed": int(missed),
+        "missed": missed,
         "missed_rate": (missed / inbound) if inbound else None,
     }
 
@@ -299,7 +320,8 @@ def stage_aging(
             for s, d in sorted(limits.items())
         )
     )
-    where = [stalled, *_filtered(filters)]
+    # ``stage IN (...)`` lets the (stage, created_at) index skip closed leads.
+    where = [Lead.stage.in_(sorted(limits)), stalled, *_filtered(filters)]
     by_stage = dict(
         db.session.execute(sa.select(Lead.stage, sa.func.count()).where(*where).group_by(Lead.stage)).all()
     )
@@ -347,7 +369,8 @@ def staff(period: Period) -> list[dict[str, Any]]:
             sa.case((StageChange.to_stage == "surgery_scheduled", 1), else_=0).label("conversions"),
         )
         .join(Lead, Lead.id == StageChange.lead_id)
-        .where(in_period, StageChange.actor_id.is_not(None), _counted())
+        # ``actor_id IN (staff)`` lets the (actor_id, at) index serve the period's range.
+        .where(in_period, StageChange.actor_id.in_(sa.select(User.id)), _counted())
     )
     contacts = (
         sa.select(Call.handled_by_id, sa.func.count(), sa.literal(0), sa.literal(0))

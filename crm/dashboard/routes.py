@@ -77,9 +77,10 @@ def read_view(args: Any, now: datetime) -> View:
 def numbers(view: View, now: datetime) -> dict[str, Any]:
     """Compute every manager chart's numbers for a view."""
     p, f = view.period, view.filters
+    funnel, sources = metrics.funnel_and_sources(p, f)
     return {
-        "funnel": metrics.funnel(p, f),
-        "sources": metrics.conversion_by("source", p, f),
+        "funnel": funnel,
+        "sources": sources,
         "tags": metrics.conversion_by("tag", p, f),
         "speed": metrics.speed_to_lead(p, f),
         "calls": metrics.calls(p),
