@@ -23,6 +23,7 @@ VARIABLES = (
     "SMTP_URL",
     "SESSION_IDLE_MINUTES",
     "FORM_RATE_LIMIT",
+    "PUBLIC_FORM_MIN_SECONDS",
     "FORCE_HTTPS",
     "COOKIE_SECURE",
     "PROXY_HOPS",
@@ -55,6 +56,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ("FORM_RATE_LIMIT", "10/hour"),
         ("FORM_RATE_LIMIT", "ten per hour"),
         ("FORM_RATE_LIMIT", "10 per fortnight"),
+        ("PUBLIC_FORM_MIN_SECONDS", "two"),
         ("FORCE_HTTPS", "maybe"),
         ("COOKIE_SECURE", "2"),
         ("PROXY_HOPS", "-1"),
@@ -74,6 +76,7 @@ def test_well_formed_variables_are_read_as_documented(monkeypatch):
     monkeypatch.setenv("SMTP_URL", "smtps://alerts:secret@mail.example.com:465")
     monkeypatch.setenv("SESSION_IDLE_MINUTES", "20")
     monkeypatch.setenv("FORM_RATE_LIMIT", "5 per minute")
+    monkeypatch.setenv("PUBLIC_FORM_MIN_SECONDS", "0")
     monkeypatch.setenv("COOKIE_SECURE", "yes")
     cfg = load_config()
     assert cfg.CLINIC_LINES == {
@@ -85,6 +88,7 @@ def test_well_formed_variables_are_read_as_documented(monkeypatch):
     assert cfg.SMTP_URL == "smtps://alerts:secret@mail.example.com:465"
     assert cfg.SESSION_IDLE_MINUTES == 20
     assert cfg.FORM_RATE_LIMIT == "5 per minute"
+    assert cfg.PUBLIC_FORM_MIN_SECONDS == 0
     assert cfg.SESSION_COOKIE_SECURE is True
 
 
@@ -94,6 +98,7 @@ def test_defaults_are_the_documented_ones():
     assert cfg.SESSION_IDLE_MINUTES == 15
     assert cfg.SESSION_ABSOLUTE_HOURS == 12
     assert cfg.FORM_RATE_LIMIT == "10 per hour"
+    assert cfg.PUBLIC_FORM_MIN_SECONDS == 2
     assert (cfg.LOGIN_ACCOUNT_FAILURES, cfg.LOGIN_ADDRESS_FAILURES, cfg.LOGIN_WINDOW_MINUTES) == (5, 50, 15)
     assert cfg.PROXY_HOPS == 0
     assert cfg.SESSION_COOKIE_SECURE is False  # plain-HTTP development (STACK.md gotcha 4)

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from crm import clock, imports
+from crm import clock, imports, intake
 from crm.extensions import db
 from crm.intake import ContactIn, find_or_create_lead, receive_contacts_bulk
 from crm.models import Lead, LeadSearchTerm, LeadTag, ReferringPractice, StageChange, TagChange
@@ -169,3 +169,23 @@ def test_importing_the_same_rows_again_in_another_batching_creates_no_duplicates
     assert db.session.scalar(sa.select(sa.func.count()).select_from(StageChange)) == 1700
     notes = db.session.execute(sa.text("SELECT count(*), count(DISTINCT lead_id) FROM notes")).one()
     assert tuple(notes) == (1700, 1700)  # the same words again are not a second note
+
+
+def test_a_phone_taken_by_a_concurrent_intake_sends_the_batch_the_per_row_way(
+    app: Flask, make_lead: Callable[..., Lead], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = make_lead(first_name="Ana", last_name="Ruiz", phone="+19725550101", open_phone_key="+19725550101")
+    # As if the lead had arrived between the batch's look-up and its INSERT.
+    monkeypatch.setattr(intake, "_open_keys", lambda column, values: set())
+
+    rows = receive_contacts_bulk(
+        [
+            ContactIn(source="import", first_name="Ana", last_name="Ruiz", phone="972 555 0101"),
+            ContactIn(source="import", first_name="Bo", last_name="Lee", phone="972 555 0102"),
+        ],
+        now=NOW,
+    )
+
+    assert [(r.lead_id == held.id, r.created) for r in rows] == [(True, False), (False, True)]
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Lead)) == 2
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(StageChange)) == 1  # Bo's only
