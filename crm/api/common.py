@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from flask import abort, request
+from flask_smorest import abort as smorest_abort
 
 from crm.api.errors import ApiErrorSchema
 
@@ -55,3 +56,9 @@ def if_match_version() -> int | None:
     if not value.isdigit():
         abort(409, description="If-Match does not match the lead's ETag.")
     return int(value)
+
+
+def refuse(status: int, field: str, message: str) -> NoReturn:
+    """Refuse one field's value that passed the schema but not a rule beyond it (with ``fields``)."""
+    smorest_abort(status, message=f"{field}: {message}", messages={"json": {field: [message]}})
+    raise AssertionError  # pragma: no cover - abort raised

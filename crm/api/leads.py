@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from crm import audit, clock
-from crm.api.common import errors, etag, if_match_version
+from crm.api.common import errors, etag, if_match_version, refuse
 from crm.api.routes import bp
 from crm.api.schemas import LeadIn, LeadOut, LeadPage, LeadPatch, LeadQuery, StageIn
 from crm.api.tokens import api_user
@@ -171,7 +171,7 @@ def _move_request(body: dict[str, Any]) -> MoveRequest:
             )
         )
         if surgeon is None:
-            abort(422, description="surgeon: no active surgeon has this email.")
+            refuse(422, "surgeon", "No active surgeon has this email.")
     return MoveRequest(
         to=body["to"],
         reason=body.get("reason"),

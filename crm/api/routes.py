@@ -15,7 +15,7 @@ from flask_smorest import Api, Blueprint
 from werkzeug.exceptions import HTTPException
 
 from crm.api.common import require_json_body
-from crm.api.errors import http_error
+from crm.api.errors import ApiErrorSchema, http_error
 from crm.api.tokens import authenticate
 from crm.authz import public
 from crm.extensions import csrf
@@ -31,6 +31,8 @@ SPEC_KEY = "crm-api"
 
 class DocumentOnlyApi(Api):  # type: ignore[misc]
     """flask-smorest's Api without its app-wide error handler (STACK gotcha 6)."""
+
+    ERROR_SCHEMA = ApiErrorSchema  # the 422 of @arguments and the default error: our one shape
 
     def _register_error_handlers(self) -> None:
         return None

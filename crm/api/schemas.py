@@ -21,6 +21,27 @@ class Strict(Schema):
         unknown = RAISE
 
 
+class StrictBool(fields.Boolean):
+    """A JSON ``true``/``false`` only (not "yes", 1 or "true")."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValidationError("must be true or false.")
+        return value
+
+
+class StrictInt(fields.Integer):
+    """A JSON integer only (not "3", 3.0 or true)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError("must be an integer.")
+        return int(value)
+
+
 def _phone(value: str) -> None:
     if value and phones.normalize(value) is None:
         raise ValidationError("is not a phone number that can be reached.")
@@ -30,8 +51,15 @@ def text(limit: int, **kwargs: Any) -> fields.String:
     return fields.String(validate=validate.Length(max=limit), **kwargs)
 
 
+DATE_OR_DATETIME = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2}))?$"
+
+
 class DateOrDateTime(fields.Field):
     """A date (clinic-local day) or an ISO 8601 date-time with an offset."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"type": "string", "pattern": DATE_OR_DATETIME, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> date | datetime:
         if isinstance(value, str):
@@ -106,10 +134,10 @@ class LeadIn(Strict):
     preferred_contact = fields.String(validate=validate.OneOf(CONTACT_METHODS), allow_none=True)
     preferred_time = text(100, allow_none=True)
     language = text(40, allow_none=True)
-    consent_phone = fields.Boolean(allow_none=True)
-    consent_sms = fields.Boolean(allow_none=True)
-    consent_email = fields.Boolean(allow_none=True)
-    consent_detailed_voicemail = fields.Boolean(allow_none=True)
+    consent_phone = StrictBool(allow_none=True)
+    consent_sms = StrictBool(allow_none=True)
+    consent_email = StrictBool(allow_none=True)
+    consent_detailed_voicemail = StrictBool(allow_none=True)
 
     @validates_schema
     def _someone(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -122,7 +150,7 @@ class LeadIn(Strict):
 class LeadPatch(Strict):
     """PATCH /api/v1/leads/<id>: the editable fields, and the ``version`` read (or ``If-Match``)."""
 
-    version = fields.Integer(validate=validate.Range(min=1))
+    version = StrictInt(validate=validate.Range(min=1))
     first_name = text(100)
     last_name = text(100)
     phone = fields.String(validate=[validate.Length(max=64), _phone], allow_none=True)
@@ -132,19 +160,19 @@ class LeadPatch(Strict):
     preferred_time = text(100, allow_none=True)
     language = text(40, allow_none=True)
     insurance = text(120, allow_none=True)
-    consent_phone = fields.Boolean(allow_none=True)
-    consent_sms = fields.Boolean(allow_none=True)
-    consent_email = fields.Boolean(allow_none=True)
-    consent_detailed_voicemail = fields.Boolean(allow_none=True)
+    consent_phone = StrictBool(allow_none=True)
+    consent_sms = StrictBool(allow_none=True)
+    consent_email = StrictBool(allow_none=True)
+    consent_detailed_voicemail = StrictBool(allow_none=True)
     imaging_type = fields.String(validate=validate.OneOf(IMAGING_TYPES), allow_none=True)
     imaging_date = fields.Date(allow_none=True)
     imaging_finding = text(5000, allow_none=True)
-    pt_weeks = fields.Integer(validate=validate.Range(min=0, max=520), allow_none=True)
-    pt_helped = fields.Boolean(allow_none=True)
+    pt_weeks = StrictInt(validate=validate.Range(min=0, max=520), allow_none=True)
+    pt_helped = StrictBool(allow_none=True)
     medications = text(5000, allow_none=True)
     injections = text(5000, allow_none=True)
     chiropractic = text(5000, allow_none=True)
-    conservative_care_helped = fields.Boolean(allow_none=True)
+    conservative_care_helped = StrictBool(allow_none=True)
 
 
 assert set(LeadPatch._declared_fields) - {"version"} == set(EDITABLE_FIELDS)
@@ -156,7 +184,7 @@ class StageIn(Strict):
     to = fields.String(required=True, validate=validate.OneOf(STAGES))
     reason = text(2000, allow_none=True)
     close_reason = fields.String(validate=validate.OneOf(CLOSE_REASONS), allow_none=True)
-    override = fields.Boolean(load_default=False)
+    override = StrictBool(load_default=False)
     surgeon = fields.Email(allow_none=True, metadata={"description": "a surgeon's email"})
     consult_at = fields.AwareDateTime(allow_none=True)
 
@@ -167,7 +195,7 @@ class TriageIn(Strict):
 
 class TriageOut(Schema):
     tags = fields.List(fields.String(), required=True)
-    urgent = fields.Boolean(required=True)
+    urgent = StrictBool(required=True)
 
 
 class CallOut(Schema):
@@ -182,9 +210,9 @@ class CallOut(Schema):
     started_at = fields.DateTime()
     duration = fields.Integer(attribute="duration_seconds")
     recording_url = fields.String(allow_none=True)
-    answered = fields.Boolean()
-    voicemail = fields.Boolean()
-    missed = fields.Boolean()
+    answered = StrictBool()
+    voicemail = StrictBool()
+    missed = StrictBool()
     notes = fields.String(allow_none=True)
 
 
@@ -216,6 +244,6 @@ class CallIn(Strict):
     direction = fields.String(required=True, validate=validate.OneOf(CALL_DIRECTIONS))
     status = fields.String(required=True, validate=validate.OneOf(CALL_STATUSES))
     started_at = fields.AwareDateTime(allow_none=True)
-    duration = fields.Integer(load_default=0, validate=validate.Range(min=0, max=86_400))
+    duration = StrictInt(load_default=0, validate=validate.Range(min=0, max=86_400))
     recording_url = fields.Url(validate=validate.Length(max=500), allow_none=True)
     notes = text(5000, allow_none=True)

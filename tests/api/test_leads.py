@@ -316,7 +316,7 @@ def test_stage_unknown_surgeon_or_field_is_422(make_caller, make_lead, client):
     response = client.post(
         url, json={"to": "surgical_review", "surgeon": "nobody@clinic.test"}, headers=caller.headers
     )
-    assert response.status_code == 422
+    assert response.status_code == 422 and "surgeon" in response.get_json()["error"]["fields"]
     response = client.post(url, json={"to": "surgical_review", "color": "red"}, headers=caller.headers)
     assert response.status_code == 422 and "color" in response.get_json()["error"]["fields"]
 
@@ -331,3 +331,18 @@ def test_surgeon_accepts_a_referral_with_consult_at(make_caller, make_lead, clie
         headers=surgeon.headers,
     )
     assert response.status_code == 200, response.get_json()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"version": 1, "pt_weeks": "6"}, "pt_weeks"),
+        ({"version": 1, "pt_helped": "true"}, "pt_helped"),
+        ({"version": 1, "consent_sms": 1}, "consent_sms"),
+        ({"version": True}, "version"),
+    ],
+)
+def test_patch_types_are_strict(make_caller, make_lead, client, body, field):
+    lead = make_lead()
+    response = client.patch(f"/api/v1/leads/{lead.id}", json=body, headers=make_caller().headers)
+    assert response.status_code == 422 and field in response.get_json()["error"]["fields"]
