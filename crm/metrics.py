@@ -23,6 +23,7 @@ from math import ceil, floor
 from typing import Any
 
 import sqlalchemy as sa
+from flask import g, has_request_context
 
 from crm.extensions import db
 from crm.models import STAGES, Call, Lead, LeadTag, StageChange, User
@@ -276,19 +277,10 @@ def calls(period: Period) -> dict[str, Any]:
     voicemail that no staff leg answered. Outbound attempts are never missed calls (nobody
     was calling us) and are left out of both sides.
     """
-    # One pass over the period's calls, grouped by cell and by what the rate needs: at most
-    # 7 × 24 × 4 rows come back, summed here into the grid and the rate.
-    inbound_col = sa.case((Call.direction == "inbound", 1), else_=0)
-    missed_col = sa.case((sa.and_(Call.direction == "inbound", Call.missed.is_(True)), 1), else_=0)
-    groups: list[Any] = db.session.execute(  # type: ignore[assignment]
-        sa.select(Call.local_weekday, Call.local_hour, inbound_col, missed_col, sa.func.count())
-        .where(Call.started_at >= period.start, Call.started_at < period.end)
-        .group_by(Call.local_weekday, Call.local_hour, inbound_col, missed_col)
-    ).all()
     grid: dict[tuple[int, int], int] = {}
     inbound = missed = 0
-    for weekday, hour, is_inbound, is_missed, n in groups:
-        grid[(int(weekday), int(hour))] = grid.get((int(weekday), int(hour)), 0) + n
+    for weekday, hour, is_inbound, is_missed, _contact_by, n in _call_groups(period):
+        grid[(weekday, hour)] = grid.get((weekday, hour), 0) + n
         inbound += n if is_inbound else 0
         missed += n if is_missed else 0
     cells = [{"weekday": w, "hour": h, "calls": n} for (w, h), n in sorted(grid.items())]
@@ -299,6 +291,31 @@ def calls(period: Period) -> dict[str, Any]:
         "missed": missed,
         "missed_rate": (missed / inbound) if inbound else None,
     }
+
+
+def _call_groups(period: Period) -> list[tuple[int, int, bool, bool, int | None, int]]:
+    """Count the period's calls by weekday, hour, inbound, missed and who made contact.
+
+    One pass over the calls serves both ``calls()`` and ``staff()``; at most 7 × 24 × 4 ×
+    (staff + 1) rows come back. Within a request the answer is kept on ``g`` (the data
+    cannot change under a page being rendered), so the dashboard scans the calls once.
+    """
+    key = ("metrics_call_groups", period)
+    if has_request_context() and key in g.setdefault("metrics_cache", {}):
+        cached: list[tuple[int, int, bool, bool, int | None, int]] = g.metrics_cache[key]
+        return cached
+    inbound_col = sa.case((Call.direction == "inbound", 1), else_=0)
+    missed_col = sa.case((sa.and_(Call.direction == "inbound", Call.missed.is_(True)), 1), else_=0)
+    contact_col = sa.case((Call.answered.is_(True), Call.handled_by_id), else_=None)
+    rows: list[Any] = db.session.execute(  # type: ignore[assignment]
+        sa.select(Call.local_weekday, Call.local_hour, inbound_col, missed_col, contact_col, sa.func.count())
+        .where(Call.started_at >= period.start, Call.started_at < period.end)
+        .group_by(Call.local_weekday, Call.local_hour, inbound_col, missed_col, contact_col)
+    ).all()
+    groups = [(int(w), int(h), bool(i), bool(m), c, int(n)) for w, h, i, m, c, n in rows]
+    if has_request_context():
+        g.metrics_cache[key] = groups
+    return groups
 
 
 def stage_aging(
@@ -361,45 +378,34 @@ def staff(period: Period) -> list[dict[str, Any]]:
     nobody's. Rows for staff with any credit, most contacts first.
     """
     in_period = sa.and_(StageChange.at >= period.start, StageChange.at < period.end)
-    moves = (
+    moves: list[Any] = db.session.execute(  # type: ignore[assignment]
         sa.select(
-            StageChange.actor_id.label("uid"),
-            sa.literal(0).label("contacts"),
-            sa.literal(1).label("moves"),
-            sa.case((StageChange.to_stage == "surgery_scheduled", 1), else_=0).label("conversions"),
+            StageChange.actor_id,
+            sa.func.count(),
+            sa.func.sum(sa.case((StageChange.to_stage == "surgery_scheduled", 1), else_=0)),
         )
         .join(Lead, Lead.id == StageChange.lead_id)
         # ``actor_id IN (staff)`` lets the (actor_id, at) index serve the period's range.
         .where(in_period, StageChange.actor_id.in_(sa.select(User.id)), _counted())
-    )
-    contacts = (
-        sa.select(Call.handled_by_id, sa.func.count(), sa.literal(0), sa.literal(0))
-        .where(
-            Call.started_at >= period.start,
-            Call.started_at < period.end,
-            Call.handled_by_id.is_not(None),
-            Call.answered.is_(True),
-        )
-        .group_by(Call.handled_by_id)
-    )
-    both = sa.union_all(moves, contacts).subquery()
-    rows: list[Any] = db.session.execute(  # type: ignore[assignment]
-        sa.select(
-            User.id,
-            User.name,
-            User.role,
-            sa.func.sum(both.c.contacts),
-            sa.func.sum(both.c.moves),
-            sa.func.sum(both.c.conversions),
-        )
-        .join(both, both.c.uid == User.id)
-        .group_by(User.id, User.name, User.role)
-        .order_by(sa.func.sum(both.c.contacts).desc(), sa.func.sum(both.c.moves).desc(), User.name)
+        .group_by(StageChange.actor_id)
     ).all()
-    return [
-        {"user_id": i, "name": n, "role": r, "contacts": int(c), "moves": int(m), "conversions": int(v)}
-        for i, n, r, c, m, v in rows
+    credit: dict[int, list[int]] = {}
+    for *_cell, contact_by, n in _call_groups(period):
+        if contact_by is not None:
+            credit.setdefault(contact_by, [0, 0, 0])[0] += n
+    for actor_id, n, conversions in moves:
+        entry = credit.setdefault(actor_id, [0, 0, 0])
+        entry[1], entry[2] = int(n), int(conversions)
+    if not credit:
+        return []
+    people = db.session.execute(sa.select(User.id, User.name, User.role).where(User.id.in_(credit))).all()
+    rows: list[dict[str, Any]] = [
+        {"user_id": i, "name": n, "role": r, "contacts": c[0], "moves": c[1], "conversions": c[2]}
+        for i, n, r in people
+        for c in [credit[i]]
     ]
+    rows.sort(key=lambda r: (-r["contacts"], -r["moves"], r["name"]))
+    return rows
 
 
 def surgeon_numbers(surgeon_id: int, period: Period) -> dict[str, int]:
