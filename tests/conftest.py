@@ -13,6 +13,7 @@ import itertools
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -72,6 +73,23 @@ def _pg_url(name: str) -> str:
     return make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
 
 
+def _drop_pg_database(name: str) -> None:
+    """Drop a test database, waiting out a moment's autovacuum on it.
+
+    ``WITH (FORCE)`` ends our own leftover connections, but a role that is not a superuser may
+    not end an autovacuum worker (``InsufficientPrivilege``); that worker leaves within
+    moments, so try again. A database that still cannot be dropped is left behind: it holds
+    only test data and costs nothing but disk.
+    """
+    for attempt in range(20):
+        try:
+            with _pg_admin() as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+            time.sleep(0.1 * (attempt + 1))
+
+
 @pytest.fixture(scope="session")
 def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Migrate the schema once; yield the template (a file path, or a PostgreSQL database name)."""
@@ -83,8 +101,7 @@ def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
             conn.execute(f'CREATE DATABASE "{name}"')
         _migrate(_pg_url(name), instance)
         yield name
-        with _pg_admin() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_pg_database(name)
     else:
         path = instance / "template.db"
         _migrate(f"sqlite:///{path}", instance)
@@ -99,8 +116,7 @@ def database_url(database_template: str, tmp_path: Path) -> Iterator[str]:
         with _pg_admin() as conn:
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{database_template}"')
         yield _pg_url(name)
-        with _pg_admin() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_pg_database(name)
     else:
         path = tmp_path / "crm.db"
         shutil.copyfile(database_template, path)
