@@ -78,7 +78,7 @@ def list_calls(query: dict[str, Any]) -> dict[str, Any]:
 @bp.route("/calls", methods=["POST"])
 @bp.arguments(CallIn)
 @bp.response(200, CallOut)
-@errors(400, 401, 403)
+@errors(400, 413, 401, 403)
 @roles(*EDITORS)
 def create_call(body: dict[str, Any]) -> Any:
     """Record a call as the webhook would (upsert by ``call_sid``, lead linked, call-back task)."""

@@ -14,6 +14,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 DESCRIPTIONS = {
     400: "The body is not JSON.",
+    413: "The body is too large.",
     401: "No token, or an unknown or revoked one.",
     403: "The token's user or scope may not do this.",
     404: "Not found, or outside the user's scope.",
@@ -35,9 +36,14 @@ def errors(*codes: int) -> Callable[[F], F]:
     return decorate
 
 
+MAX_BODY_BYTES = 256 * 1024  # the largest field (a message) is 20,000 characters
+
+
 def require_json_body() -> None:
-    """Answer 400 when a POST/PATCH body is not a JSON object."""
+    """Answer 413 for an oversized body and 400 when a POST/PATCH body is not a JSON object."""
     if request.method in ("POST", "PATCH", "PUT"):
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            abort(413, description=f"The body is larger than {MAX_BODY_BYTES // 1024} KB.")
         body = request.get_json(silent=True, force=True) if request.get_data() else None
         if not request.is_json or not isinstance(body, dict):
             abort(400, description="The body must be a JSON object (Content-Type: application/json).")

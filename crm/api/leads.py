@@ -111,7 +111,7 @@ def _contact(body: dict[str, Any]) -> ContactIn:
 @bp.arguments(LeadIn)
 @bp.response(201, LeadOut)
 @bp.alt_response(200, schema=LeadOut, description="Attached to the patient's existing open lead.")
-@errors(400, 401, 403)
+@errors(400, 413, 401, 403)
 @roles(*EDITORS)
 def create_lead(body: dict[str, Any]) -> Any:
     """Create a lead through intake (duplicate rule, tagger); 200 when attached to an existing one."""
@@ -134,7 +134,7 @@ def create_lead(body: dict[str, Any]) -> Any:
 @bp.route("/leads/<int:lead_id>", methods=["PATCH"])
 @bp.arguments(LeadPatch)
 @bp.response(200, LeadOut)
-@errors(400, 401, 403, 404, 409, 428)
+@errors(400, 413, 401, 403, 404, 409, 428)
 @roles(*EDITORS)
 def patch_lead(body: dict[str, Any], lead_id: int) -> Any:
     """Change a lead read at ``version`` (or ``If-Match``); a stale one changes nothing (409)."""
@@ -185,7 +185,7 @@ def _move_request(body: dict[str, Any]) -> MoveRequest:
 @bp.route("/leads/<int:lead_id>/stage", methods=["POST"])
 @bp.arguments(StageIn)
 @bp.response(200, LeadOut)
-@errors(400, 401, 403, 404, 409)
+@errors(400, 413, 401, 403, 404, 409)
 @roles(*STAFF)
 def move_stage(body: dict[str, Any], lead_id: int) -> Any:
     """Move a lead through the same stage machine and gate as the pages (same refusals, 409)."""

@@ -20,7 +20,7 @@ STAFF = ("front_desk", "surgeon", "manager", "admin")
 @bp.route("/triage", methods=["POST"])
 @bp.arguments(TriageIn)
 @bp.response(200, TriageOut)
-@errors(400, 401, 403)
+@errors(400, 413, 401, 403)
 @roles(*STAFF)
 @read_only
 def triage(body: dict[str, Any]) -> dict[str, Any]:

@@ -60,3 +60,21 @@ def test_405_keeps_allow_and_the_error_shape(make_caller, client):
 def test_html_pages_keep_their_html_error_pages(client):
     response = client.get("/no-such-page")
     assert response.status_code == 404 and response.mimetype == "text/html"
+
+
+def test_an_oversized_body_is_413_in_the_error_shape(make_caller, client):
+    response = client.post("/api/v1/triage", json={"text": "x" * 300_000}, headers=make_caller().headers)
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "too_large"
+
+
+def test_every_body_taking_operation_declares_400_413_and_422(client):
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    for path, method in (
+        ("/api/v1/leads", "post"),
+        ("/api/v1/leads/{lead_id}", "patch"),
+        ("/api/v1/leads/{lead_id}/stage", "post"),
+        ("/api/v1/calls", "post"),
+        ("/api/v1/triage", "post"),
+    ):
+        assert {"400", "401", "403", "413", "422"} <= set(paths[path][method]["responses"]), (path, method)
