@@ -19,7 +19,7 @@ from crm.api.tokens import api_user
 from crm.authz import leads_visible_to, load_lead_for, roles
 from crm.extensions import db
 from crm.intake import ContactIn, IntakeRefused, find_or_create_lead
-from crm.leadedit import EditRefused, StaleVersion, update_lead
+from crm.leadedit import EditRefused, StaleVersion, add_note, update_lead
 from crm.models import Lead, User
 from crm.pipeline import MoveRequest, StageRefused, move
 from crm.queue import QueueFilters, filter_clauses, local_day_start
@@ -123,6 +123,8 @@ def create_lead(body: dict[str, Any]) -> Any:
         abort(422, description=str(error))
     lead = result.lead
     assert lead is not None
+    if (body.get("message") or "").strip():  # the patient's words are kept, as the page keeps them
+        add_note(lead, body["message"], actor=user, ip=client_ip(), via="api")
     action = "lead_create" if result.created else "lead_intake_attach"
     audit.record(
         action, user_id=user.id, lead_id=lead.id, detail={"source": lead.source}, ip=client_ip(), via="api"

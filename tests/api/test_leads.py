@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from crm import clock
 from crm.extensions import db
 from crm.intake import ContactIn, find_or_create_lead
-from crm.models import AuditEvent, Lead
+from crm.models import AuditEvent, Lead, Note
 from crm.pipeline import MoveRequest, StageRefused, move
 from tests.conftest import utc
 
@@ -145,6 +145,10 @@ def test_create_answers_201_then_200_when_intake_attaches_the_same_patient(make_
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Lead)) == 1
     actions = db.session.scalars(sa.select(AuditEvent.action).where(AuditEvent.via == "api")).all()
     assert "lead_create" in actions and "lead_intake_attach" in actions
+    notes = db.session.scalars(sa.select(Note).where(Note.lead_id == lead["id"])).all()
+    assert [n.body for n in notes] == [
+        body["message"]
+    ] * 2  # the patient's words kept, as the page keeps them
 
 
 def test_create_red_flag_message_makes_the_lead_urgent(make_caller, client):
