@@ -195,3 +195,14 @@ def test_every_chart_offers_its_csv(client, login_as, make_lead):
 
     for chart in ("funnel", "sources", "tags", "aging"):
         assert f'href="/dashboard/export/{chart}.csv?range=quarter"' in html
+
+
+def test_a_label_cannot_break_out_of_the_embedded_figure(client, login_as, make_lead):
+    login_as("manager")
+    make_lead(created_at=NOW - timedelta(days=1), tags=["</script><img src=x>"])
+
+    html = client.get("/dashboard").get_data(as_text=True)
+
+    assert 'id="fig-tags"' in html
+    assert "</script><img" not in html
+    assert "\\u003cimg src=x\\u003e" in html  # the tag is still there, escaped
