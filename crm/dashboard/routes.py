@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Blueprint, Response, abort, render_template, request
 from flask_login import current_user
 
@@ -15,7 +16,7 @@ from crm import audit, clock, metrics
 from crm.authz import can, roles
 from crm.dashboard import charts
 from crm.extensions import db
-from crm.models import SOURCE_LABELS, SOURCES, STAGE_LABELS
+from crm.models import SOURCE_LABELS, SOURCES, STAGE_LABELS, User
 from crm.security import client_ip
 from crm.settings import clinic_tz
 
@@ -65,12 +66,19 @@ def read_view(args: Any, now: datetime) -> View:
     end = datetime.combine(last + timedelta(days=1), time(), tz)
     source = args.get("source") or None
     tag = (args.get("tag") or "").strip() or None
+    campaign = (args.get("campaign") or "").strip() or None
+    owner = args.get("owner", "")
     return View(
         preset=preset,
         first_day=first,
         last_day=last,
         period=metrics.Period(start, end),
-        filters=metrics.Filters(source=source if source in SOURCES else None, tag=tag),
+        filters=metrics.Filters(
+            source=source if source in SOURCES else None,
+            tag=tag,
+            campaign=campaign,
+            owner_id=int(owner) if owner.isdigit() else None,
+        ),
     )
 
 
@@ -132,6 +140,11 @@ def index() -> str:
         tables={chart: table_rows(chart, data) for chart in CHARTS},
         weekdays=charts.WEEKDAYS,
         can_export=can(current_user, "export"),
+        owners=db.session.execute(
+            sa.select(User.id, User.name)
+            .where(User.active.is_(True), User.role != "surgeon")
+            .order_by(User.name)
+        ).all(),
     )
 
 

@@ -206,3 +206,18 @@ def test_a_label_cannot_break_out_of_the_embedded_figure(client, login_as, make_
     assert 'id="fig-tags"' in html
     assert "</script><img" not in html
     assert "\\u003cimg src=x\\u003e" in html  # the tag is still there, escaped
+
+
+def test_campaign_and_owner_filters_narrow_the_cohort(client, login_as, make_user, make_lead):
+    login_as("manager")
+    ana = make_user("front_desk", name="Ana")
+    make_lead(created_at=NOW - timedelta(days=1), campaign="spring-mailer", owner_id=ana.id)
+    make_lead(created_at=NOW - timedelta(days=1), campaign="spring-mailer")
+    make_lead(created_at=NOW - timedelta(days=1))
+
+    by_campaign = client.get("/dashboard?campaign=spring-mailer").get_data(as_text=True)
+    by_owner = client.get(f"/dashboard?campaign=spring-mailer&owner={ana.id}").get_data(as_text=True)
+
+    assert text_of(by_campaign, "kpi-leads") == "2"
+    assert text_of(by_owner, "kpi-leads") == "1"
+    assert f'<option value="{ana.id}" selected>Ana</option>' in by_owner
