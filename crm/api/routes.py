@@ -74,4 +74,4 @@ def openapi() -> Response:
 
 
 # The resources register their views on ``bp``.
-from crm.api import calls, leads, triage  # noqa: E402,F401
+from crm.api import calls, fhir, leads, triage  # noqa: E402,F401
