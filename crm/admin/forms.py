@@ -1,1 +1,31 @@
-"""Forms of this area."""
+"""Forms of the admin area: create an API token, revoke one."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length
+from wtforms.widgets import HiddenInput
+
+from crm.models import TOKEN_SCOPES
+
+
+class TokenCreateForm(FlaskForm):
+    """Name a new token, choose whose it is and its scope."""
+
+    user_id = SelectField("Acts as (staff member)", coerce=int, validators=[DataRequired()])
+    name = StringField(
+        "Name", validators=[DataRequired(), Length(max=80)], filters=[lambda v: (v or "").strip()]
+    )
+    scope = SelectField(
+        "Scope",
+        choices=[SelectChoice(s, {"read": "Read only", "write": "Read and write"}[s]) for s in TOKEN_SCOPES],
+        default="read",
+    )
+
+
+class TokenRevokeForm(FlaskForm):
+    """Revoke one token, named by its id."""
+
+    token_id = IntegerField(widget=HiddenInput(), validators=[DataRequired()])
