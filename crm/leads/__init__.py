@@ -1,5 +1,6 @@
 """The lead queue, the lead page and tasks."""
 
+from crm.leads import fhir_export as _fhir_export  # noqa: F401  (registers its route on bp)
 from crm.leads import intake_routes as _intake_routes  # noqa: F401  (registers its routes on bp)
 from crm.leads.routes import bp
 
