@@ -1,0 +1,48 @@
+"""Forms of the work on a lead: tasks (add, done, undo) and closing after unanswered call-backs."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import DateTimeLocalField, HiddenField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import AnyOf, DataRequired, Length, Optional
+
+from crm.models import TASK_KINDS
+from crm.tasks import TASK_KIND_LABELS
+
+
+def _int_or_none(value: object) -> int | None:
+    """Read a select's value as an id; the empty choice means none."""
+    return int(str(value)) if value not in (None, "", "None") else None
+
+
+class TaskForm(FlaskForm):
+    """Add a task by hand: what, by when (clinic time), and who does it."""
+
+    title = StringField(
+        "Task",
+        validators=[DataRequired(message="Give the task a title."), Length(max=200)],
+        filters=[lambda v: (v or "").strip()],
+    )
+    kind = SelectField("Kind", choices=[SelectChoice(k, TASK_KIND_LABELS[k]) for k in TASK_KINDS])
+    due_at = DateTimeLocalField(
+        "Due (clinic time)",
+        validators=[DataRequired(message="Give a due date and time.")],
+        format="%Y-%m-%dT%H:%M",
+    )
+    assignee = SelectField("Assignee", choices=[], coerce=_int_or_none, validators=[Optional()])
+
+
+class TaskDoneForm(FlaskForm):
+    """Mark a task done; a call-back may end without an answer. ``back`` names the page to return to."""
+
+    outcome = HiddenField(default="done", validators=[AnyOf(("done", "no_answer"))])
+    back = HiddenField(default="lead", validators=[AnyOf(("lead", "tasks"))])
+
+
+class TaskUndoForm(FlaskForm):
+    """Undo "done" on a task."""
+
+
+class CloseNoResponseForm(FlaskForm):
+    """Close a lead as "no response" after the last call-back attempt."""

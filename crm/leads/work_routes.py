@@ -1,0 +1,164 @@
+"""The work on a lead: add tasks, mark them done or undo, close after unanswered call-backs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import abort, flash, redirect, url_for
+from flask_login import current_user
+from werkzeug.wrappers import Response
+from wtforms.fields.choices import SelectChoice
+
+from crm import clock
+from crm import tasks as task_rules
+from crm.authz import load_lead_for, roles
+from crm.extensions import db
+from crm.leads.forms import clinic_local_to_utc
+from crm.leads.routes import _first_error, bp
+from crm.leads.work_forms import CloseNoResponseForm, TaskDoneForm, TaskForm, TaskUndoForm
+from crm.models import Lead, Task, User
+from crm.pipeline import StageRefused
+from crm.security import client_ip
+from crm.settings import get_settings
+
+TASK_ROLES = ("front_desk", "manager", "admin")  # PRODUCT §5: tasks are the editors' work
+
+
+def staff_choices() -> list[SelectChoice]:
+    """List the active staff who may be given a task."""
+    users = db.session.scalars(
+        sa.select(User).where(User.active.is_(True), User.role.in_(TASK_ROLES)).order_by(User.name)
+    )
+    return [SelectChoice("", "Nobody yet"), *[SelectChoice(str(u.id), u.name) for u in users]]
+
+
+@bp.app_template_global("work_task_form")
+def work_task_form() -> TaskForm:
+    """Give the lead page an empty add-task form, assigned to the signed-in user by default."""
+    form = TaskForm(formdata=None)
+    form.assignee.choices = staff_choices()
+    form.assignee.data = current_user.id
+    return form
+
+
+@bp.app_template_global("work_no_response_proposed")
+def work_no_response_proposed(lead: Lead, tasks: list[Task]) -> bool:
+    """Tell the lead page whether to propose closing as "no response"."""
+    return task_rules.no_response_proposed(lead, tasks)
+
+
+@bp.app_template_global("work_callback_attempts")
+def work_callback_attempts() -> int:
+    """Give pages the clinic's number of call-back attempts."""
+    return get_settings().callback_attempts
+
+
+@bp.app_template_global("work_now")
+def work_now() -> datetime:
+    """Give pages the clock's "now", so overdue is decided as the rest of the app decides it."""
+    return clock.now()
+
+
+def _load_task(task_id: int) -> Task:
+    """Load a task the user may see: through its lead's scope (404 outside it)."""
+    task = db.get_or_404(Task, task_id)
+    if task.lead_id is not None:
+        load_lead_for(current_user, task.lead_id)
+    return task
+
+
+def _back(task: Task, back: str | None) -> Response:
+    if back == "tasks" or task.lead_id is None:
+        return redirect(url_for("leads.tasks"))
+    return redirect(url_for("leads.detail", lead_id=task.lead_id, _anchor="tasks-h"))
+
+
+@bp.route("/leads/<int:lead_id>/tasks", methods=["POST"])
+@roles(*TASK_ROLES)
+def add_task(lead_id: int) -> Response:
+    """Add a task to the lead by hand."""
+    lead = load_lead_for(current_user, lead_id)
+    form = TaskForm()
+    form.assignee.choices = staff_choices()
+    if not form.validate_on_submit():
+        flash(_first_error(form), "error")
+        return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="tasks-h"))
+    assignee = db.session.get(User, form.assignee.data) if form.assignee.data else None
+    try:
+        task_rules.add_task(
+            lead,
+            title=form.title.data or "",
+            kind=form.kind.data or "other",
+            due_at=clinic_local_to_utc(form.due_at.data),  # type: ignore[arg-type]
+            assignee=assignee,
+            actor=current_user,
+            ip=client_ip(),
+        )
+        db.session.commit()
+    except task_rules.TaskRefused as error:
+        db.session.rollback()
+        flash(str(error), "error")
+    else:
+        flash("Task added.", "success")
+    return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="tasks-h"))
+
+
+@bp.route("/tasks/<int:task_id>/done", methods=["POST"])
+@roles(*TASK_ROLES)
+def task_done(task_id: int) -> Response:
+    """Mark a task done; a call-back without an answer proposes the next attempt."""
+    task = _load_task(task_id)
+    form = TaskDoneForm()
+    if not form.validate_on_submit():
+        flash(_first_error(form), "error")
+        return _back(task, None)
+    try:
+        follow_up = task_rules.complete_task(
+            task, actor=current_user, no_answer=form.outcome.data == "no_answer", ip=client_ip()
+        )
+        db.session.commit()
+    except task_rules.TaskRefused as error:
+        db.session.rollback()
+        flash(str(error), "error")
+    else:
+        flash(f"Done. Next attempt proposed: {follow_up.title}." if follow_up else "Task done.", "success")
+    return _back(task, form.back.data)
+
+
+@bp.route("/tasks/<int:task_id>/undo", methods=["POST"])
+@roles(*TASK_ROLES)
+def task_undo(task_id: int) -> Response:
+    """Reopen a task marked done by mistake."""
+    task = _load_task(task_id)
+    form = TaskUndoForm()
+    if not form.validate_on_submit():
+        flash(_first_error(form), "error")
+        return _back(task, None)
+    try:
+        task_rules.reopen_task(task, actor=current_user, ip=client_ip())
+        db.session.commit()
+    except task_rules.TaskRefused as error:
+        db.session.rollback()
+        flash(str(error), "error")
+    else:
+        flash("Task reopened.", "success")
+    return _back(task, None)
+
+
+@bp.route("/leads/<int:lead_id>/close-no-response", methods=["POST"])
+@roles(*TASK_ROLES)
+def close_no_response(lead_id: int) -> Response:
+    """Close the lead as "no response" after the last unanswered call-back."""
+    lead = load_lead_for(current_user, lead_id)
+    if not CloseNoResponseForm().validate_on_submit():
+        abort(400)
+    try:
+        task_rules.close_no_response(lead, actor=current_user)
+        db.session.commit()
+    except StageRefused as error:
+        db.session.rollback()
+        flash(str(error), "error")
+    else:
+        flash("Lead closed: no response.", "success")
+    return redirect(url_for("leads.detail", lead_id=lead.id))
