@@ -62,16 +62,22 @@ def _document(state: BlueprintSetupState) -> None:
 bp.record_once(_document)
 
 
-@bp.route("/openapi.json")
-@public
-def openapi() -> Response:
-    """The OpenAPI 3 document of this API, generated from the schemas the views validate with."""
+def document() -> dict[str, Any]:
+    """Return the OpenAPI document (the views are added to it on first use)."""
     api: Any = current_app.extensions[SPEC_KEY]
     if not getattr(api, "_crm_documented", False):
         bp.register_views_in_doc(api, current_app, api.spec, name=bp.name, parameters=None)
         api._crm_documented = True
-    return jsonify(api.spec.to_dict())
+    spec: dict[str, Any] = api.spec.to_dict()
+    return spec
 
 
-# The resources register their views on ``bp``.
-from crm.api import calls, fhir, leads, triage  # noqa: E402,F401
+@bp.route("/openapi.json")
+@public
+def openapi() -> Response:
+    """The OpenAPI 3 document of this API, generated from the schemas the views validate with."""
+    return jsonify(document())
+
+
+# The resources register their views on ``bp``; docs renders the document as a page.
+from crm.api import calls, docs, fhir, leads, triage  # noqa: E402,F401

@@ -130,3 +130,8 @@ def test_revoke_without_csrf_is_refused_and_the_token_stays_live(client, login_a
     assert response.status_code == 400
     db.session.expire_all()
     assert db.session.get(ApiToken, new.row.id).revoked_at is None
+
+
+def test_the_page_links_the_api_documentation(client, login_as):
+    login_as("admin")
+    assert 'href="/api/v1/docs"' in client.get("/admin/tokens").get_data(as_text=True)
