@@ -1,4 +1,4 @@
-"""Tasks on leads: add, mark done or undo, and the clinic's call-back cadence.
+"""The work on a lead: tasks, the call-back cadence, and clearing the urgent flag (a person, with a reason).
 
 Every change to a task goes through here, and each ends with ``refresh_next_task_due`` so the
 lead's ``next_task_due_at`` (the queue sorts on it) always equals its earliest open task's due
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from crm import audit, clock
 from crm.business_hours import BusinessCalendar, load_calendar
 from crm.extensions import db
-from crm.models import TASK_KINDS, AuditEvent, Lead, StageChange, Task, User
+from crm.models import TASK_KINDS, AuditEvent, Lead, Note, StageChange, Task, User
 from crm.pipeline import MoveRequest, move
 from crm.settings import get_settings
 
@@ -199,3 +199,27 @@ def close_no_response(lead: Lead, *, actor: User) -> StageChange:
         ),
         actor=actor,
     )
+
+
+class UrgentRefused(Exception):
+    """Clearing the urgent flag refused; the message is for the user."""
+
+
+def clear_urgent(lead: Lead, reason: str, *, actor: User, ip: str | None = None) -> Note:
+    """Clear a lead's urgent flag: only a person, with a reason kept as a note and in the audit trail.
+
+    :raises UrgentRefused: when the lead is not urgent or no reason is given.
+    """
+    reason = reason.strip()
+    if not lead.urgent:
+        raise UrgentRefused("This lead is not marked urgent.")
+    if not reason:
+        raise UrgentRefused("Say why the urgent flag is cleared.")
+    now = clock.now()
+    lead.urgent = False
+    note = Note(lead_id=lead.id, author_id=actor.id, body=f"Urgent flag cleared: {reason}", created_at=now)
+    db.session.add(note)
+    lead.last_activity_at = now
+    db.session.flush()
+    audit.record("urgent_cleared", user_id=actor.id, lead_id=lead.id, detail={"note_id": note.id}, ip=ip)
+    return note

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateTimeLocalField, HiddenField, SelectField, StringField
+from wtforms import DateTimeLocalField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
 from crm.models import TASK_KINDS
 from crm.tasks import TASK_KIND_LABELS
+from crm.triage import TAG_LABELS
 
 
 def _int_or_none(value: object) -> int | None:
@@ -46,3 +47,18 @@ class TaskUndoForm(FlaskForm):
 
 class CloseNoResponseForm(FlaskForm):
     """Close a lead as "no response" after the last call-back attempt."""
+
+
+class TagForm(FlaskForm):
+    """Add or remove one complaint tag as staff's own word."""
+
+    code = SelectField("Tag", choices=[SelectChoice(c, TAG_LABELS[c]) for c in sorted(TAG_LABELS)])
+
+
+class ClearUrgentForm(FlaskForm):
+    """Clear the urgent flag: a person, with a reason."""
+
+    reason = TextAreaField(
+        "Why is this lead no longer urgent?",
+        validators=[DataRequired(message="Say why the urgent flag is cleared."), Length(max=2000)],
+    )

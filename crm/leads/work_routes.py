@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -10,17 +11,25 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
 
-from crm import clock
+from crm import audit, clock, tagging
 from crm import tasks as task_rules
 from crm.authz import load_lead_for, roles
 from crm.extensions import db
 from crm.leads.forms import clinic_local_to_utc
 from crm.leads.routes import _first_error, bp
-from crm.leads.work_forms import CloseNoResponseForm, TaskDoneForm, TaskForm, TaskUndoForm
+from crm.leads.work_forms import (
+    ClearUrgentForm,
+    CloseNoResponseForm,
+    TagForm,
+    TaskDoneForm,
+    TaskForm,
+    TaskUndoForm,
+)
 from crm.models import Lead, Task, User
 from crm.pipeline import StageRefused
 from crm.security import client_ip
 from crm.settings import get_settings
+from crm.triage import TAG_LABELS
 
 TASK_ROLES = ("front_desk", "manager", "admin")  # PRODUCT §5: tasks are the editors' work
 
@@ -162,3 +171,68 @@ def close_no_response(lead_id: int) -> Response:
     else:
         flash("Lead closed: no response.", "success")
     return redirect(url_for("leads.detail", lead_id=lead.id))
+
+
+@bp.app_template_global("work_tag_form")
+def work_tag_form() -> TagForm:
+    """Give the lead page an empty add-tag form."""
+    return TagForm(formdata=None)
+
+
+@bp.route("/leads/<int:lead_id>/tags", methods=["POST"])
+@roles(*TASK_ROLES)
+def add_tag(lead_id: int) -> Response:
+    """Add a complaint tag as staff's word (a red flag makes the lead urgent)."""
+    return _change_tag(lead_id, tagging.set_staff_tag, "Tag added: {}.")
+
+
+@bp.route("/leads/<int:lead_id>/tags/remove", methods=["POST"])
+@roles(*TASK_ROLES)
+def remove_tag(lead_id: int) -> Response:
+    """Remove a complaint tag; the removal is remembered, so no call note brings it back."""
+    return _change_tag(lead_id, tagging.remove_staff_tag, "Tag removed: {}.")
+
+
+def _change_tag(lead_id: int, change: Callable[..., object], done: str) -> Response:
+    lead = load_lead_for(current_user, lead_id)
+    form = TagForm()
+    if not form.validate_on_submit():
+        flash(_first_error(form), "error")
+    else:
+        change(lead, form.code.data or "", current_user)
+        audit.record(
+            "lead_tag",
+            user_id=current_user.id,
+            lead_id=lead.id,
+            detail={"code": form.code.data},
+            ip=client_ip(),
+        )
+        db.session.commit()
+        flash(done.format(TAG_LABELS[form.code.data or ""]), "success")
+    return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="why-h"))
+
+
+@bp.route("/leads/<int:lead_id>/urgent/clear", methods=["POST"])
+@roles(*TASK_ROLES)
+def clear_urgent(lead_id: int) -> Response:
+    """Clear the urgent flag, with the person's reason kept as a note."""
+    lead = load_lead_for(current_user, lead_id)
+    form = ClearUrgentForm()
+    if not form.validate_on_submit():
+        flash(_first_error(form), "error")
+        return redirect(url_for("leads.detail", lead_id=lead.id))
+    try:
+        task_rules.clear_urgent(lead, form.reason.data or "", actor=current_user, ip=client_ip())
+        db.session.commit()
+    except task_rules.UrgentRefused as error:
+        db.session.rollback()
+        flash(str(error), "error")
+    else:
+        flash("Urgent flag cleared.", "success")
+    return redirect(url_for("leads.detail", lead_id=lead.id))
+
+
+@bp.app_template_global("work_clear_urgent_form")
+def work_clear_urgent_form() -> ClearUrgentForm:
+    """Give the lead page an empty clear-urgent form."""
+    return ClearUrgentForm(formdata=None)
