@@ -1,4 +1,4 @@
-"""The work on a lead: tasks, the call-back cadence, and clearing the urgent flag (a person, with a reason).
+"""The work on a lead: tasks, the call-back cadence, clearing the urgent flag, appointments.
 
 Every change to a task goes through here, and each ends with ``refresh_next_task_due`` so the
 lead's ``next_task_due_at`` (the queue sorts on it) always equals its earliest open task's due
@@ -14,7 +14,18 @@ import sqlalchemy as sa
 from crm import audit, clock
 from crm.business_hours import BusinessCalendar, load_calendar
 from crm.extensions import db
-from crm.models import TASK_KINDS, AuditEvent, Lead, Note, StageChange, Task, User
+from crm.models import (
+    APPOINTMENT_KINDS,
+    APPOINTMENT_OUTCOMES,
+    TASK_KINDS,
+    Appointment,
+    AuditEvent,
+    Lead,
+    Note,
+    StageChange,
+    Task,
+    User,
+)
 from crm.pipeline import MoveRequest, move
 from crm.settings import get_settings
 
@@ -223,3 +234,66 @@ def clear_urgent(lead: Lead, reason: str, *, actor: User, ip: str | None = None)
     db.session.flush()
     audit.record("urgent_cleared", user_id=actor.id, lead_id=lead.id, detail={"note_id": note.id}, ip=ip)
     return note
+
+
+class AppointmentRefused(Exception):
+    """An appointment change refused; the message is for the user."""
+
+
+def book_appointment(
+    lead: Lead,
+    *,
+    kind: str,
+    starts_at: datetime,
+    surgeon: User | None,
+    location: str | None,
+    actor: User,
+    ip: str | None = None,
+) -> Appointment:
+    """Book an appointment for a lead (a time in UTC, shown in clinic time).
+
+    :raises AppointmentRefused: when the kind is unknown or the surgeon is not a surgeon.
+    """
+    if kind not in APPOINTMENT_KINDS:
+        raise AppointmentRefused("Choose the kind of appointment.")
+    if surgeon is not None and surgeon.role != "surgeon":
+        raise AppointmentRefused("Choose a surgeon.")
+    appointment = Appointment(
+        lead_id=lead.id,
+        kind=kind,
+        starts_at=starts_at,
+        surgeon_id=surgeon.id if surgeon else None,
+        location=(location or "").strip() or None,
+        created_at=clock.now(),
+        created_by_id=actor.id,
+    )
+    db.session.add(appointment)
+    lead.last_activity_at = clock.now()
+    db.session.flush()
+    audit.record(
+        "appointment_booked",
+        user_id=actor.id,
+        lead_id=lead.id,
+        detail={"appointment_id": appointment.id},
+        ip=ip,
+    )
+    return appointment
+
+
+def record_appointment_outcome(
+    appointment: Appointment, outcome: str, *, actor: User, ip: str | None = None
+) -> None:
+    """Record what became of an appointment: attended, no_show, canceled or rescheduled.
+
+    :raises AppointmentRefused: when the outcome is unknown.
+    """
+    if outcome not in APPOINTMENT_OUTCOMES:
+        raise AppointmentRefused("Choose what became of the appointment.")
+    appointment.outcome = outcome
+    audit.record(
+        "appointment_outcome",
+        user_id=actor.id,
+        lead_id=appointment.lead_id,
+        detail={"appointment_id": appointment.id, "outcome": outcome},
+        ip=ip,
+    )

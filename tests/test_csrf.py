@@ -93,6 +93,7 @@ def test_every_staff_form_refuses_a_post_without_a_token(app, client, make_user,
             signed_in_as = role
         url = path.replace("<int:lead_id>", str(any_lead))
         url = url.replace("<int:notification_id>", "1").replace("<int:task_id>", "1")
+        url = url.replace("<int:appointment_id>", "1")
         db.session.expire_all()
         version = db.session.get(Lead, any_lead).version
         response = client.post(url, data={"note": "x", "stage": "closed"})

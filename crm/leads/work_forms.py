@@ -7,9 +7,22 @@ from wtforms import DateTimeLocalField, HiddenField, SelectField, StringField, T
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
-from crm.models import TASK_KINDS
+from crm.models import APPOINTMENT_KINDS, APPOINTMENT_OUTCOMES, TASK_KINDS
 from crm.tasks import TASK_KIND_LABELS
 from crm.triage import TAG_LABELS
+
+APPOINTMENT_KIND_LABELS = {
+    "consult": "Consult",
+    "surgery": "Surgery",
+    "follow_up": "Follow-up",
+    "imaging": "Imaging",
+}
+APPOINTMENT_OUTCOME_LABELS = {
+    "attended": "Attended",
+    "no_show": "No-show",
+    "canceled": "Canceled",
+    "rescheduled": "Rescheduled",
+}
 
 
 def _int_or_none(value: object) -> int | None:
@@ -61,4 +74,27 @@ class ClearUrgentForm(FlaskForm):
     reason = TextAreaField(
         "Why is this lead no longer urgent?",
         validators=[DataRequired(message="Say why the urgent flag is cleared."), Length(max=2000)],
+    )
+
+
+class AppointmentForm(FlaskForm):
+    """Book an appointment: kind, date and time in clinic time, surgeon, location."""
+
+    kind = SelectField(
+        "Kind", choices=[SelectChoice(k, APPOINTMENT_KIND_LABELS[k]) for k in APPOINTMENT_KINDS]
+    )
+    starts_at = DateTimeLocalField(
+        "Date and time (clinic time)",
+        validators=[DataRequired(message="Give the date and time.")],
+        format="%Y-%m-%dT%H:%M",
+    )
+    surgeon = SelectField("Surgeon", choices=[], coerce=_int_or_none, validators=[Optional()])
+    location = StringField("Location", validators=[Length(max=200)])
+
+
+class AppointmentOutcomeForm(FlaskForm):
+    """Record what became of an appointment."""
+
+    outcome = SelectField(
+        "Outcome", choices=[SelectChoice(o, APPOINTMENT_OUTCOME_LABELS[o]) for o in APPOINTMENT_OUTCOMES]
     )

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import sqlalchemy as sa
-from flask import abort, flash, redirect, url_for
+from flask import abort, flash, g, redirect, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
@@ -18,6 +18,8 @@ from crm.extensions import db
 from crm.leads.forms import clinic_local_to_utc
 from crm.leads.routes import _first_error, bp
 from crm.leads.work_forms import (
+    AppointmentForm,
+    AppointmentOutcomeForm,
     ClearUrgentForm,
     CloseNoResponseForm,
     TagForm,
@@ -25,21 +27,36 @@ from crm.leads.work_forms import (
     TaskForm,
     TaskUndoForm,
 )
-from crm.models import Lead, Task, User
+from crm.models import Appointment, Lead, Task, User
 from crm.pipeline import StageRefused
 from crm.security import client_ip
 from crm.settings import get_settings
 from crm.triage import TAG_LABELS
 
 TASK_ROLES = ("front_desk", "manager", "admin")  # PRODUCT §5: tasks are the editors' work
+APPOINTMENT_ROLES = ("front_desk", "surgeon", "manager")  # PRODUCT §5: schedule, appointment outcomes
+
+
+def _active_staff() -> list[User]:
+    """Load the active staff once per request (the lead page's task and appointment forms share it)."""
+    if "work_active_staff" not in g:
+        g.work_active_staff = list(
+            db.session.scalars(sa.select(User).where(User.active.is_(True)).order_by(User.name))
+        )
+    staff: list[User] = g.work_active_staff
+    return staff
 
 
 def staff_choices() -> list[SelectChoice]:
     """List the active staff who may be given a task."""
-    users = db.session.scalars(
-        sa.select(User).where(User.active.is_(True), User.role.in_(TASK_ROLES)).order_by(User.name)
-    )
+    users = [u for u in _active_staff() if u.role in TASK_ROLES]
     return [SelectChoice("", "Nobody yet"), *[SelectChoice(str(u.id), u.name) for u in users]]
+
+
+def surgeon_choices() -> list[SelectChoice]:
+    """List the active surgeons an appointment may be with."""
+    surgeons = [u for u in _active_staff() if u.role == "surgeon"]
+    return [SelectChoice("", "None"), *[SelectChoice(str(u.id), u.name) for u in surgeons]]
 
 
 @bp.app_template_global("work_task_form")
@@ -236,3 +253,75 @@ def clear_urgent(lead_id: int) -> Response:
 def work_clear_urgent_form() -> ClearUrgentForm:
     """Give the lead page an empty clear-urgent form."""
     return ClearUrgentForm(formdata=None)
+
+
+@bp.app_template_global("work_appointment_form")
+def work_appointment_form() -> AppointmentForm:
+    """Give the lead page an empty booking form."""
+    form = AppointmentForm(formdata=None)
+    form.surgeon.choices = surgeon_choices()
+    return form
+
+
+@bp.app_template_global("work_outcome_form")
+def work_outcome_form() -> AppointmentOutcomeForm:
+    """Give the lead page an empty outcome form."""
+    return AppointmentOutcomeForm(formdata=None)
+
+
+@bp.app_template_global("work_may_book")
+def work_may_book() -> bool:
+    """Tell the lead page whether the user may book appointments and record outcomes."""
+    return bool(current_user.role in APPOINTMENT_ROLES)
+
+
+@bp.route("/leads/<int:lead_id>/appointments", methods=["POST"])
+@roles(*APPOINTMENT_ROLES)
+def book_appointment(lead_id: int) -> Response:
+    """Book an appointment for the lead."""
+    lead = load_lead_for(current_user, lead_id)
+    form = AppointmentForm()
+    form.surgeon.choices = surgeon_choices()
+    if not form.validate_on_submit():
+        flash(_first_error(form), "error")
+        return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="appointments-h"))
+    surgeon = db.session.get(User, form.surgeon.data) if form.surgeon.data else None
+    try:
+        task_rules.book_appointment(
+            lead,
+            kind=form.kind.data or "",
+            starts_at=clinic_local_to_utc(form.starts_at.data),  # type: ignore[arg-type]
+            surgeon=surgeon,
+            location=form.location.data,
+            actor=current_user,
+            ip=client_ip(),
+        )
+        db.session.commit()
+    except task_rules.AppointmentRefused as error:
+        db.session.rollback()
+        flash(str(error), "error")
+    else:
+        flash("Appointment booked.", "success")
+    return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="appointments-h"))
+
+
+@bp.route("/leads/<int:lead_id>/appointments/<int:appointment_id>/outcome", methods=["POST"])
+@roles(*APPOINTMENT_ROLES)
+def appointment_outcome(lead_id: int, appointment_id: int) -> Response:
+    """Record what became of one of the lead's appointments."""
+    lead = load_lead_for(current_user, lead_id)
+    appointment = db.session.scalar(
+        sa.select(Appointment).where(Appointment.id == appointment_id, Appointment.lead_id == lead.id)
+    )
+    if appointment is None:
+        abort(404)
+    form = AppointmentOutcomeForm()
+    if not form.validate_on_submit():
+        flash(_first_error(form), "error")
+    else:
+        task_rules.record_appointment_outcome(
+            appointment, form.outcome.data or "", actor=current_user, ip=client_ip()
+        )
+        db.session.commit()
+        flash("Outcome recorded.", "success")
+    return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="appointments-h"))
