@@ -23,6 +23,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 ROLES_ATTR = "_crm_roles"
 PUBLIC = "__public__"
 
+# Ids are INTEGER columns: nothing larger exists (schemathesis sends 10**20 in a path).
+MAX_ID = 2**31 - 1
+
 # Stages from surgical_review on: what a surgeon may see (PRODUCT §5).
 SURGEON_STAGES = STAGES[STAGES.index("surgical_review") : STAGES.index("closed")]
 
@@ -125,6 +128,8 @@ def leads_visible_to(user: User) -> sa.ColumnElement[bool]:
 
 def load_lead_for(user: User, lead_id: int) -> Lead:
     """Load a lead the user may see, or answer 404 (outside scope reveals nothing)."""
+    if not 0 < lead_id <= MAX_ID:  # no such row; SQLite cannot even bind an id past 2**63
+        abort(404)
     lead = db.session.scalar(sa.select(Lead).where(Lead.id == lead_id, leads_visible_to(user)))
     if lead is None:
         abort(404)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, NumberRange
 from wtforms.widgets import HiddenInput
 
+from crm.authz import MAX_ID
 from crm.models import TOKEN_SCOPES
 
 
@@ -28,4 +29,4 @@ class TokenCreateForm(FlaskForm):
 class TokenRevokeForm(FlaskForm):
     """Revoke one token, named by its id."""
 
-    token_id = IntegerField(widget=HiddenInput(), validators=[DataRequired()])
+    token_id = IntegerField(widget=HiddenInput(), validators=[DataRequired(), NumberRange(1, MAX_ID)])

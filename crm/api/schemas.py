@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from crm import phones
+from crm.authz import MAX_ID
 from crm.leadedit import EDITABLE_FIELDS
 from crm.models import CALL_DIRECTIONS, CALL_STATUSES, CLOSE_REASONS, IMAGING_TYPES, SOURCES, STAGES
 
@@ -225,7 +226,7 @@ class CallPage(Schema):
 
 class CallQuery(Schema):
     call_sid = text(64)
-    lead_id = fields.Integer(validate=validate.Range(min=1))
+    lead_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     status = fields.String(validate=validate.OneOf(CALL_STATUSES))
     from_number = text(32)
     to_number = text(32)

@@ -135,3 +135,10 @@ def test_revoke_without_csrf_is_refused_and_the_token_stays_live(client, login_a
 def test_the_page_links_the_api_documentation(client, login_as):
     login_as("admin")
     assert 'href="/api/v1/docs"' in client.get("/admin/tokens").get_data(as_text=True)
+
+
+def test_revoking_an_id_beyond_any_row_answers_400_not_500(client, login_as):
+    login_as("admin")
+    token = csrf_token(client.get("/admin/tokens").get_data(as_text=True))
+    response = client.post("/admin/tokens/revoke", data={"token_id": 10**20, "csrf_token": token})
+    assert response.status_code == 400

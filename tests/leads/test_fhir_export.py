@@ -72,3 +72,8 @@ def test_an_api_token_cannot_download_from_the_page_route(client, make_user, mak
     db.session.commit()
     response = client.get(f"/leads/{lead.id}/fhir.json", headers={"Authorization": f"Bearer {new.plaintext}"})
     assert response.status_code == 302 and _exports() == []
+
+
+def test_an_id_beyond_any_row_answers_404_not_500(client, login_as):
+    login_as("manager")
+    assert client.get("/leads/575148233157158502400/fhir.json").status_code == 404
