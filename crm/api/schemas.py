@@ -48,8 +48,14 @@ def _phone(value: str) -> None:
         raise ValidationError("is not a phone number that can be reached.")
 
 
+def no_nul(value: str) -> None:
+    """Refuse a NUL character: PostgreSQL cannot store one in text (it answered 500)."""
+    if "\x00" in value:
+        raise ValidationError("must not contain a NUL character.")
+
+
 def text(limit: int, **kwargs: Any) -> fields.String:
-    return fields.String(validate=validate.Length(max=limit), **kwargs)
+    return fields.String(validate=[validate.Length(max=limit), no_nul], **kwargs)
 
 
 DATE_OR_DATETIME = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2}))?$"
