@@ -53,7 +53,7 @@ def test_the_front_desk_refers_a_failed_pt_patient_and_the_surgeon_accepts(
     page.get_by_role("link", name="Maria Gomez").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Maria Gomez")
     page.get_by_label("Move to").select_option("surgical_review")
-    page.get_by_role("button", name="Move").click()
+    page.get_by_role("button", name="Move", exact=True).click()
     expect(page.locator(".stage-box h2")).to_have_text("Stage: Surgical review")
     page.screenshot(path=str(shots_dir / "day-2-lead.png"), full_page=True)
     page.get_by_role("button", name="Sign out").click()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from werkzeug.serving import make_server
 
 from crm.extensions import db
@@ -21,16 +21,6 @@ from tests.conftest import DEFAULT_PASSWORD
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PHONE = {"width": 390, "height": 844}
 SHOTS = Path(__file__).resolve().parents[2] / "shots"
 BLADDER = (
@@ -62,13 +52,9 @@ def live_server(app: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+def chromium(chromium_browser: Browser) -> Browser:
+    """The suite's one Chromium: a second sync Playwright in the same process is refused."""
+    return chromium_browser
 
 
 @pytest.fixture
