@@ -106,11 +106,16 @@ class LeadOut(Schema):
     version = fields.Integer(required=True)
 
 
-class LeadPage(Schema):
-    items = fields.List(fields.Nested(LeadOut), required=True)
+class Paged(Schema):
+    """One page of a list: how many match in all, this page's number, and how many pages."""
+
     total = fields.Integer(required=True)
     page = fields.Integer(required=True)
     pages = fields.Integer(required=True)
+
+
+class LeadPage(Paged):
+    items = fields.List(fields.Nested(LeadOut), required=True)
 
 
 class LeadQuery(Schema):
@@ -223,11 +228,8 @@ class CallOut(Schema):
     notes = fields.String(allow_none=True)
 
 
-class CallPage(Schema):
+class CallPage(Paged):
     items = fields.List(fields.Nested(CallOut), required=True)
-    total = fields.Integer(required=True)
-    page = fields.Integer(required=True)
-    pages = fields.Integer(required=True)
 
 
 class CallQuery(Schema):

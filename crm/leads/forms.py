@@ -55,14 +55,15 @@ def clinic_local_to_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=clinic_tz()).astimezone(UTC)
 
 
-class LeadEditForm(FlaskForm):
-    """Contact details, consent and clinical facts, saved against the version the editor saw."""
+def _strip(value: str | None) -> str:
+    return (value or "").strip()
 
-    version = HiddenField(validators=[DataRequired()])
-    first_name = StringField(
-        "First name", validators=[Length(max=100)], filters=[lambda v: (v or "").strip()]
-    )
-    last_name = StringField("Last name", validators=[Length(max=100)], filters=[lambda v: (v or "").strip()])
+
+class ContactFields(FlaskForm):
+    """Name, phone and email as every staff form that creates or edits a lead reads them."""
+
+    first_name = StringField("First name", validators=[Length(max=100)], filters=[_strip])
+    last_name = StringField("Last name", validators=[Length(max=100)], filters=[_strip])
     phone = StringField("Phone", validators=[Optional(), Length(max=40)])
     email = StringField(
         "Email",
@@ -73,6 +74,22 @@ class LeadEditForm(FlaskForm):
         ],
         filters=[lambda v: (v or "").strip().lower() or None],
     )
+
+    def validate_phone(self, field: StringField) -> None:
+        """Store the phone in E.164; refuse what can't be read as a number."""
+        if not field.data:
+            field.data = None
+            return
+        normalized = phones.normalize(field.data)
+        if normalized is None:
+            raise ValidationError("Enter a valid phone number, e.g. (972) 499-5457.")
+        field.data = normalized
+
+
+class LeadEditForm(ContactFields):
+    """Contact details, consent and clinical facts, saved against the version the editor saw."""
+
+    version = HiddenField(validators=[DataRequired()])
     date_of_birth = DateField("Date of birth", validators=[Optional()])
     preferred_contact = SelectField(
         "Preferred contact",
@@ -108,16 +125,6 @@ class LeadEditForm(FlaskForm):
     injections = TextAreaField("Injections", filters=[_blank_none])
     chiropractic = TextAreaField("Chiropractic", filters=[_blank_none])
     conservative_care_helped = yes_no_field("Conservative care helped")
-
-    def validate_phone(self, field: StringField) -> None:
-        """Store the phone in E.164; refuse what can't be read as a number."""
-        if not field.data:
-            field.data = None
-            return
-        normalized = phones.normalize(field.data)
-        if normalized is None:
-            raise ValidationError("Enter a valid phone number, e.g. (972) 499-5457.")
-        field.data = normalized
 
     def validate_version(self, field: HiddenField) -> None:
         if not str(field.data or "").isdigit():

@@ -4,25 +4,17 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import BooleanField, HiddenField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, HiddenField, IntegerField, SelectField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (
     DataRequired,
-    Email,
     InputRequired,
     Length,
     NumberRange,
-    Optional,
-    ValidationError,
 )
 
-from crm import phones
 from crm.intake import MANUAL_OUTCOMES
-
-
-def _strip(value: str | None) -> str:
-    return (value or "").strip()
-
+from crm.leads.forms import ContactFields
 
 MANUAL_SOURCES = [
     SelectChoice("phone", "Phone"),
@@ -37,37 +29,15 @@ OUTCOME_LABELS = {
 }
 
 
-class NewLeadForm(FlaskForm):
+class NewLeadForm(ContactFields):
     """A lead the front desk types in: a walk-in, a call, a referral."""
 
-    first_name = StringField("First name", validators=[Length(max=100)], filters=[_strip])
-    last_name = StringField("Last name", validators=[Length(max=100)], filters=[_strip])
-    phone = StringField("Phone", validators=[Optional(), Length(max=40)])
-    email = StringField(
-        "Email",
-        validators=[
-            Optional(),
-            Email(message="Enter an email address like name@example.com."),
-            Length(max=254),
-        ],
-        filters=[lambda v: (v or "").strip().lower() or None],
-    )
     source = SelectField("Source", choices=MANUAL_SOURCES, default="phone")
     message = TextAreaField(
         "What the patient says (notes)",
         validators=[Length(max=5000)],
         description="Their own words: the complaint tags come from here.",
     )
-
-    def validate_phone(self, field: StringField) -> None:
-        """Store the phone in E.164; refuse what can't be read as a number."""
-        if not field.data:
-            field.data = None
-            return
-        normalized = phones.normalize(field.data)
-        if normalized is None:
-            raise ValidationError("Enter a valid phone number, e.g. (972) 499-5457.")
-        field.data = normalized
 
     def validate(self, extra_validators: object = None) -> bool:  # type: ignore[override]
         if not super().validate(extra_validators):  # type: ignore[arg-type]
