@@ -1027,6 +1027,7 @@ def log_manual_call(
     notes: str | None = None,
     started_at: datetime | None = None,
     duration_seconds: int = 0,
+    override_reason: str | None = None,
     now: datetime | None = None,
 ) -> IntakeResult:
     """Log a call the front desk made or took, through the same rules as the phone line.
@@ -1035,7 +1036,12 @@ def log_manual_call(
     ``voicemail`` (an outbound message left: an attempt; an inbound one: a missed call).
     Notes are the patient's words and are tagged.
 
-    :raises IntakeRefused: for an unknown direction or outcome, or a call with no number.
+    A call we made to a patient who opted out of phone calls (PRODUCT §2) is logged only with
+    ``override_reason``, the written reason for calling anyway; the result's ``details`` carry
+    it as ``opt_out_override`` for the caller's audit row.
+
+    :raises IntakeRefused: for an unknown direction or outcome, a call with no number, or a call
+        to a patient who opted out of calls without a reason.
     """
     now = now or clock.now()
     if outcome not in MANUAL_OUTCOMES:
@@ -1044,6 +1050,13 @@ def log_manual_call(
     number = (lead.phone if lead is not None else None) or phones.normalize(_clean(phone, 64))
     if number is None and direction == "outbound":
         raise IntakeRefused("An outbound call needs the number that was called.")
+    override = _clean(override_reason, 300)
+    opted_out = lead is not None and lead.consent_phone is False and direction == "outbound"
+    if opted_out and not override:
+        raise IntakeRefused(
+            f"{lead.full_name} opted out of phone calls. To log a call we made anyway, "
+            "give the reason for calling (for example, the patient asked us to call back)."
+        )
     line = next(iter(lines))
     status, answered = MANUAL_OUTCOMES[outcome]
     ev = CallEventIn(
@@ -1061,4 +1074,7 @@ def log_manual_call(
     )
     if direction == "inbound" and outcome == "voicemail":
         ev.status, ev.answered = "no-answer", False
-    return _record_call(ev, lines=lines, now=now, lead=lead)
+    result = _record_call(ev, lines=lines, now=now, lead=lead)
+    if opted_out:
+        result.details["opt_out_override"] = override
+    return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import BooleanField, HiddenField, IntegerField, SelectField, TextAreaField
+from wtforms import BooleanField, HiddenField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (
     DataRequired,
@@ -14,7 +14,7 @@ from wtforms.validators import (
 )
 
 from crm.intake import MANUAL_OUTCOMES
-from crm.leads.forms import ContactFields
+from crm.leads.forms import ContactFields, _strip
 
 MANUAL_SOURCES = [
     SelectChoice("phone", "Phone"),
@@ -67,6 +67,9 @@ class CallLogForm(FlaskForm):
         "Call notes",
         validators=[Length(max=5000)],
         description="What the patient said: the complaint tags come from here.",
+    )
+    override_reason = StringField(
+        "Why we called despite the opt-out", validators=[Length(max=300)], filters=[_strip]
     )
 
 

@@ -116,6 +116,7 @@ def log_call(lead_id: int) -> Response:
             lead=lead,
             actor=current_user,
             notes=form.notes.data or None,
+            override_reason=form.override_reason.data or None,
             now=clock.now(),
         )
     except IntakeRefused as error:
@@ -124,6 +125,8 @@ def log_call(lead_id: int) -> Response:
         return redirect(url_for("leads.detail", lead_id=lead_id, _anchor="logcall-h"))
     assert result.call is not None
     detail = {"call_id": result.call.id, "direction": form.direction.data, "outcome": form.outcome.data}
+    if "opt_out_override" in result.details:
+        detail["opt_out_override"] = result.details["opt_out_override"]
     audit.record("call_log", user_id=current_user.id, lead_id=lead.id, detail=detail, ip=client_ip())
     db.session.commit()
     flash("Call logged.", "success")
