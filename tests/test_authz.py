@@ -120,6 +120,41 @@ def test_every_route_answers_each_role_as_its_roles_say(app, client, make_user, 
     assert checked >= 10
 
 
+@pytest.mark.parametrize("scope", ["read", "write"])
+@pytest.mark.parametrize("role", ROLES)
+def test_every_route_answers_each_tokens_role_and_scope(app, client, make_user, visible_lead, role, scope):
+    """An API token acts as its user narrowed by its scope; it never opens a page (PRODUCT §5)."""
+    from crm.api.tokens import SAFE_METHODS, _is_read_only
+    from crm.apitokens import create_token
+
+    user = make_user(role)
+    headers = {"Authorization": f"Bearer {create_token(user, 'walk', scope=scope).plaintext}"}
+    db.session.commit()
+    checked = {"api": 0, "pages": 0}
+    for rule in _rules(app):
+        admitted = view_roles(rule.endpoint)
+        if PUBLIC in admitted:
+            continue  # the public form, webhooks, sign-in, API docs: no token needed or read
+        api = rule.endpoint.startswith("api.")
+        for method in _methods(rule):
+            url, where = _url(rule, visible_lead), f"{role}/{scope} {method} {rule.rule}"
+            response = client.open(url, method=method, headers=headers, json={} if method != "GET" else None)
+            if not api:
+                # Pages read only the session cookie: a token is a visitor who is not signed in.
+                assert _to_sign_in(response) or response.status_code == 400, where  # 400: CSRF first
+            elif role not in admitted:
+                assert response.status_code == 403, where
+            elif method not in SAFE_METHODS and scope == "read":
+                with app.test_request_context(url, method=method):
+                    read_only = _is_read_only(rule.endpoint)
+                assert response.status_code != 403 if read_only else response.status_code == 403, where
+            else:
+                assert response.status_code not in (401, 403), where
+            checked["api" if api else "pages"] += 1
+    print(f"{role}/{scope}: {checked}")
+    assert checked["api"] >= 8 and checked["pages"] >= 20, checked
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_each_role_opens_the_foundation_pages_of_its_own(client, make_user, visible_lead, role):
     user = make_user(role)
