@@ -45,9 +45,11 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Speed figures: the tagger, a 50,000-row CSV import, and every page at 100k leads / 1M calls
-## on SQLite and PostgreSQL under gunicorn (the data set is built once, in .bench/).
+## Speed figures: the tagger, a 50,000-row CSV import, and every page, the form and the webhook at
+## 100k leads / 1M calls on SQLite and PostgreSQL under gunicorn (data built once, in .bench/ and
+## crm_bench; PostgreSQL installed and started first when missing). Writes BENCH.md.
 bench: install
+	.ci/postgres.sh
 	$(BIN)/python bench/bench_triage.py
 	$(BIN)/python bench/bench_import.py --rows 50000
 	$(BIN)/python bench/run_bench.py --db both

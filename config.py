@@ -148,6 +148,9 @@ class Config:
         self.SQLALCHEMY_ECHO = False
         self.SQLALCHEMY_RECORD_QUERIES = False
         self.MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 20 * 1024 * 1024, minimum=1024)
+        # Benchmark only (bench/run_bench.py sets it): count each request's SQL statements and
+        # answer them in an ``X-SQL-Statements`` header. Off otherwise: it costs an event hook.
+        self.BENCH_SQL_COUNT = env_bool("BENCH_SQL_COUNT", False)
 
     def default_2fa_roles(self) -> str:
         """Return the roles that must use two-factor sign-in unless the variable says otherwise."""

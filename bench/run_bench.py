@@ -1,48 +1,111 @@
-"""`make bench`: the pages at full data size, under gunicorn, measured from a separate client.
+"""`make bench`: every page at full data size, under gunicorn, measured from a separate client.
 
 Builds (or reuses) the ``seed-demo --leads 100000 --calls 1000000`` data set in its own
-database (SQLite in ``.bench/``, PostgreSQL database ``crm_bench``), starts gunicorn with two
-workers on 127.0.0.1, signs in as each role, and requests each page a bounded number of
-times. For each page it prints the client's latency and the server's own time (the app's
-``Server-Timing`` header): requests, median, p95, p99, errors; then each worker's peak
-memory. Results are appended to ``BENCH.md``.
+database (SQLite in ``.bench/sqlite/``, PostgreSQL database ``crm_bench``) and brings it to
+the current schema. Each run then works on a throwaway copy of it (a copy of the SQLite file;
+``CREATE DATABASE … TEMPLATE crm_bench`` on PostgreSQL), dropped at the end: pages that
+write (the audit log, sessions), the form posts and the webhook calls never change the data
+set, so every run starts from the same data.
+
+On that copy it starts gunicorn (2 workers, ``--no-control-socket``) on 127.0.0.1 and:
+
+1. requests each page sequentially, signed in as its role (server time from the app's
+   ``Server-Timing`` header, SQL statement count from ``X-SQL-Statements``, which only the
+   benchmark turns on with ``BENCH_SQL_COUNT``);
+2. posts the public form (tokens fetched before the clock starts);
+3. sends pre-signed Twilio status callbacks concurrently (new calls reported twice, retries,
+   callbacks for calls already in the data set), then counts the calls in the database and
+   compares them with what was answered: nothing may be lost;
+4. reads each worker's peak memory, stops the server, and measures each page's raw SQL
+   floor (``bench/inapp.py floor``: the page's own statements replayed on the driver).
+
+The report (a table per database, the machine, the date, the command) is printed and written
+to ``BENCH.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import re
+import resource
+import shlex
+import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / ".venv" / "bin"
-BENCH_DIR = ROOT / ".bench"
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from load import LoadResult, build_callbacks, post_forms, send_callbacks  # noqa: E402
+
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://crm:crm@127.0.0.1:5432/crm")
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+NEXT_LINK = re.compile(r'href="([^"]+)" rel="next"')
+PUBLIC_BASE = "http://crm.bench.test"  # webhook signatures are computed for this address
+TWILIO_TOKEN = "bench-twilio-auth-token"  # noqa: S105 - local benchmark only
+MAIN_LINE = "+19724995457"
+CLINIC_LINES = f"{MAIN_LINE}=main,+12145550100=google-ads"
+
+# PRODUCT §9: server p95 limits per kind of page.
+TARGET_MS = {"queue": 30.0, "search": 30.0, "lead": 20.0, "dashboard": 200.0}
+WEBHOOK_TARGET = 500.0
+MEMORY_TARGET_MB = 250.0
+
+
+@dataclass
+class Page:
+    """One page to measure: who asks for it, where, and which target applies."""
+
+    role: str
+    name: str
+    path: str
+    kind: str = ""  # a TARGET_MS key, or "" when PRODUCT §9 names no target
 
 
 @dataclass
 class Result:
-    """Latencies of one page."""
+    """What one page did: latencies, statement counts, errors, client CPU, the SQL floor."""
 
-    name: str
+    page: Page
     client_ms: list[float] = field(default_factory=list)
     server_ms: list[float] = field(default_factory=list)
+    statements: list[int] = field(default_factory=list)
     errors: int = 0
+    client_cpu_ms: float = 0.0
+    floor_ms: float | None = None
+
+
+@dataclass
+class Run:
+    """One database's results."""
+
+    db: str
+    data: str
+    copy_s: float
+    pages: list[Result]
+    form: Result
+    webhook: LoadResult
+    webhook_plan: dict[str, Any]
+    webhook_cpu_s: float
+    memory_mb: list[float]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -54,75 +117,156 @@ def pct(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def env_for(db: str) -> dict[str, str]:
-    """Return the environment that points the app at the benchmark database."""
+def cpu_s() -> float:
+    """CPU seconds (user + system) this client process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --------------------------------------------------------------------------- databases
+
+
+@dataclass
+class Where:
+    """Where the data set lives: the SQLite folder and the PostgreSQL database name."""
+
+    bench_dir: Path
+    pg_db: str
+
+    def url(self, db: str, name: str | None = None) -> str:
+        """Return the SQLAlchemy URL of the data set (or of a copy named ``name``)."""
+        if db == "sqlite":
+            folder = self.bench_dir / (name or "sqlite")
+            return f"sqlite:///{folder / 'crm.db'}"
+        return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + (name or self.pg_db)
+
+
+def server_env(url: str, instance: Path) -> dict[str, str]:
+    """The app's environment for the benchmark: its database, and limits that would refuse it.
+
+    ``PUBLIC_FORM_MIN_SECONDS=0`` (the bench posts a form as soon as it has the token) and a
+    ``FORM_RATE_LIMIT`` far above what it sends (every post comes from 127.0.0.1).
+    """
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "TEST_DATABASE_URL"}}
     env.update(
         SECRET_KEY="bench-secret-key-not-for-production-0123456789",  # noqa: S106 - local benchmark only
-        CRM_INSTANCE_PATH=str(BENCH_DIR / "sqlite"),
+        CRM_ENV="development",
+        CRM_INSTANCE_PATH=str(instance),
+        DATABASE_URL=url,
+        CLINIC_LINES=CLINIC_LINES,
+        TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
+        PUBLIC_BASE_URL=PUBLIC_BASE,
+        PUBLIC_FORM_MIN_SECONDS="0",
         FORM_RATE_LIMIT="1000000 per hour",
         LOGIN_ADDRESS_FAILURES="100000",
+        FORCE_HTTPS="false",
+        COOKIE_SECURE="false",
+        SMTP_URL="",
+        BENCH_SQL_COUNT="true",
         PYTHONDONTWRITEBYTECODE="1",
+        LOGURU_LEVEL="INFO",
     )
-    if db == "postgresql":
-        env["DATABASE_URL"] = PG_ADMIN_URL.rsplit("/", 1)[0] + "/crm_bench"
     return env
 
 
-def flask(db: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run a ``flask --app wsgi`` command against the benchmark database."""
-    return subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", *args],
-        cwd=ROOT,
-        env=env_for(db),
-        check=True,
-        text=True,
-        capture_output=True,
+def flask(env: dict[str, str], *args: str) -> str:
+    """Run a ``flask --app wsgi`` command; return its output."""
+    done = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=env, text=True, capture_output=True
     )
+    if done.returncode != 0:
+        raise SystemExit(f"flask {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return done.stdout
 
 
-def ensure_postgres_database() -> None:
-    """Start the local PostgreSQL server if needed and create ``crm_bench``."""
-    if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], check=False).returncode != 0:
-        version = sorted(os.listdir("/etc/postgresql"))[-1]
-        subprocess.run(["pg_ctlcluster", version, "main", "start"], check=False)
-        for _ in range(30):
-            if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], check=False).returncode == 0:
-                break
-            time.sleep(1)
+def pg_admin() -> Any:
+    """An autocommit connection to the PostgreSQL server's ``postgres`` database."""
     import psycopg
     from sqlalchemy.engine import make_url
 
     url = make_url(PG_ADMIN_URL)
-    with psycopg.connect(
+    return psycopg.connect(
         host=url.host,
         port=url.port or 5432,
         user=url.username,
         password=url.password,
         dbname="postgres",
         autocommit=True,
-    ) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'crm_bench'").fetchone() is None:
-            conn.execute("CREATE DATABASE crm_bench")
+    )
 
 
-def ensure_data(db: str, leads: int, calls: int) -> str:
-    """Build the data set unless a complete one of this size is already there; say which."""
-    marker = BENCH_DIR / f"{db}-{leads}-{calls}.done"
+def ensure_postgres_server() -> None:
+    """Install/start PostgreSQL with ``.ci/postgres.sh`` (the script CI uses) unless it answers."""
+    ready = shutil.which("pg_isready") and (
+        subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], check=False).returncode == 0
+    )
+    if not ready:
+        subprocess.run([str(ROOT / ".ci" / "postgres.sh")], check=True)
+
+
+def ensure_data(db: str, where: Where, leads: int, calls: int) -> str:
+    """Build the data set unless a complete one of this size is there; bring it to the current
+    schema either way; say which (and how long a build took)."""
+    marker = where.bench_dir / f"{db}-{leads}-{calls}.done"
+    if db == "postgresql":
+        ensure_postgres_server()
+    instance = where.bench_dir / "sqlite"
+    env = server_env(where.url(db), instance)
     if marker.exists():
+        flask(env, "db", "upgrade")
         return f"reused ({marker.name})"
+    started = time.perf_counter()
     if db == "sqlite":
-        (BENCH_DIR / "sqlite").mkdir(parents=True, exist_ok=True)
-        for stale in (BENCH_DIR / "sqlite").glob("crm.db*"):
+        instance.mkdir(parents=True, exist_ok=True)
+        for stale in instance.glob("crm.db*"):
             stale.unlink()
     else:
-        ensure_postgres_database()
+        with pg_admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{where.pg_db}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{where.pg_db}"')
+    flask(env, "db", "upgrade")
+    flask(env, "seed-demo", "--leads", str(leads), "--calls", str(calls))
+    flask(env, "demo")
+    built = time.perf_counter() - started
+    marker.write_text(f"{datetime.now(UTC).isoformat()} built in {built:.0f} s\n")
+    return f"built in {built:.0f} s"
+
+
+@contextlib.contextmanager
+def scratch_copy(db: str, where: Where) -> Iterator[tuple[str, Path, float]]:
+    """Copy the data set for one run; yield its URL, an instance folder and the copy time; drop it."""
+    name = f"run-{os.getpid()}" if db == "sqlite" else f"{where.pg_db}_run_{os.getpid()}"
     started = time.perf_counter()
-    flask(db, "db", "upgrade")
-    flask(db, "seed-demo", "--leads", str(leads), "--calls", str(calls))
-    flask(db, "demo")
-    marker.write_text(datetime.now(UTC).isoformat())
-    return f"built in {time.perf_counter() - started:.0f} s"
+    folder = where.bench_dir / f"run-{os.getpid()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    if db == "sqlite":
+        source = where.bench_dir / "sqlite" / "crm.db"
+        with contextlib.closing(sqlite3.connect(source)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        shutil.copyfile(source, folder / "crm.db")
+    else:
+        import psycopg
+
+        with pg_admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for attempt in range(60):
+                try:
+                    conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{where.pg_db}" STRATEGY FILE_COPY')
+                    break
+                except psycopg.errors.ObjectInUse:  # another session is on the data set: wait for it
+                    if attempt == 59:
+                        raise
+                    time.sleep(1)
+    try:
+        yield where.url(db, name), folder, time.perf_counter() - started
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if db == "postgresql":
+            with pg_admin() as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --------------------------------------------------------------------------- the server
 
 
 def free_port() -> int:
@@ -133,27 +277,38 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(db: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def gunicorn(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Serve the app with two workers; yield its base URL and the master process."""
     port = free_port()
+    command = [str(BIN / "gunicorn"), "--no-control-socket", "-w", "2", "-b", f"127.0.0.1:{port}"]
     proc = subprocess.Popen(
-        [str(BIN / "gunicorn"), "--no-control-socket", "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        [*command, "--error-logfile", str(log), "wsgi:app"],
         cwd=ROOT,
-        env=env_for(db),
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
+        deadline = time.monotonic() + 120
+        while True:
             with contextlib.suppress(requests.RequestException):
                 if requests.get(f"{base}/login", timeout=10).status_code == 200:
                     break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"gunicorn did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        # Both workers must be up (post_worker_init loads the tagger) before anything is timed.
+        while len(worker_pids(proc.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         yield base, proc
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def worker_pids(master: int) -> list[int]:
@@ -169,6 +324,9 @@ def peak_rss_mb(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+# --------------------------------------------------------------------------- the client
 
 
 def sign_in(base: str, email: str, password: str) -> requests.Session:
@@ -187,24 +345,29 @@ def sign_in(base: str, email: str, password: str) -> requests.Session:
     return session
 
 
-def measure(session: requests.Session, base: str, name: str, path: str, n: int) -> Result:
+def measure(session: requests.Session, base: str, page: Page, n: int) -> Result:
     """Request one page n times (after a warm-up) and collect its timings."""
-    result = Result(name)
+    result = Result(page)
     for _ in range(3):
-        session.get(base + path, timeout=30)
+        session.get(base + page.path, timeout=30)
+    cpu_before = cpu_s()
     for _ in range(n):
         started = time.perf_counter()
-        response = session.get(base + path, timeout=30, allow_redirects=False)
+        try:
+            response = session.get(base + page.path, timeout=30, allow_redirects=False)
+        except requests.RequestException:
+            result.errors += 1
+            continue
         result.client_ms.append((time.perf_counter() - started) * 1000)
         timing = re.search(r"app;dur=([\d.]+)", response.headers.get("Server-Timing", ""))
         if response.status_code != 200 or timing is None:
             result.errors += 1
             continue
         result.server_ms.append(float(timing.group(1)))
+        if "X-SQL-Statements" in response.headers:
+            result.statements.append(int(response.headers["X-SQL-Statements"]))
+    result.client_cpu_ms = (cpu_s() - cpu_before) * 1000 / max(n, 1)
     return result
-
-
-NEXT_LINK = re.compile(r'href="([^"]+)" rel="next"')
 
 
 def follow_next(session: requests.Session, base: str, path: str, hops: int) -> str:
@@ -217,104 +380,312 @@ def follow_next(session: requests.Session, base: str, path: str, hops: int) -> s
     return path
 
 
-def sample_ids(db: str) -> dict[str, str]:
-    """Pick a lead to open, a name and phone to search, from the benchmark database."""
-    script = (
-        "import sqlalchemy as sa\n"
-        "from crm import create_app\nfrom crm.extensions import db\nfrom crm.models import Lead\n"
-        "app = create_app()\n"
-        "with app.app_context():\n"
-        "    open_with_phone = sa.and_(Lead.in_queue.is_(True), Lead.phone.is_not(None))\n"
-        "    lead = db.session.scalars(sa.select(Lead).where(open_with_phone)"
-        ".order_by(Lead.id.desc()).limit(1).offset(500)).first()\n"
-        "    review = db.session.scalar(sa.select(Lead.id)"
-        ".where(Lead.stage == 'surgical_review').limit(1))\n"
-        "    name = lead.last_name.split()[0]\n"
-        "    print(lead.id, name, lead.phone, lead.phone[-4:], lead.email or '', review)\n"
-    )
-    out = subprocess.run(
-        [str(BIN / "python"), "-c", script],
+def in_app(env: dict[str, str], *args: str) -> Any:
+    """Run ``bench/inapp.py`` with the server's environment; return its JSON."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "inapp.py"), *args],
         cwd=ROOT,
-        env=env_for(db),
+        env=env,
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout.split()
-    return dict(zip(["lead", "name", "phone", "last4", "email", "review"], out, strict=False))
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bench/inapp.py {args[0]} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(db: str, leads: int, calls: int, n: int) -> tuple[str, list[Result], list[float]]:
-    """Benchmark one database; return how its data came to be, the results and worker memory."""
+def pages_for(ids: dict[str, Any], today: date) -> list[Page]:
+    """The pages PRODUCT §9 names, each filter of the queue, and each kind of search."""
+    month_ago = (today - timedelta(days=30)).isoformat()
+    return [
+        Page("front_desk", "lead queue", "/leads", "queue"),
+        Page("front_desk", "lead queue, 100 pages deep", "deep:/leads", "queue"),
+        Page("front_desk", "queue filter: stage", "/leads?stage=evaluation", "queue"),
+        Page("front_desk", "queue filter: tag", "/leads?tag=red_flag:weakness", "queue"),
+        Page("front_desk", "queue filter: source", "/leads?source=web_form", "queue"),
+        Page("front_desk", "queue filter: campaign", "/leads?campaign=google-ads", "queue"),
+        Page("front_desk", "queue filter: owner (me)", "/leads?owner=me", "queue"),
+        Page(
+            "front_desk",
+            "queue filter: created dates",
+            f"/leads?created_from={month_ago}&created_to={today}",
+            "queue",
+        ),
+        Page("front_desk", "search: name", f"/leads?q={ids['name']}", "search"),
+        Page("front_desk", "search: phone", f"/leads?q={ids['phone']}", "search"),
+        Page("front_desk", "search: last 4 digits", f"/leads?q={ids['last4']}", "search"),
+        Page("front_desk", "search: email", f"/leads?q={ids['email']}", "search"),
+        Page("front_desk", "lead page", f"/leads/{ids['lead']}", "lead"),
+        Page("surgeon", "referral queue", "/referrals", "queue"),
+        Page("manager", "dashboard (30 days)", "/dashboard", "dashboard"),
+        Page("manager", "dashboard (12 months)", "/dashboard?range=12m", "dashboard"),
+    ]
+
+
+def count_rows(url: str, run_tag: str) -> tuple[dict[str, str], int]:
+    """Return this run's calls (CallSid → status) and the number of appointment requests."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            calls = conn.execute(
+                sa.text("SELECT call_sid, status FROM calls WHERE call_sid LIKE :p"), {"p": f"CA{run_tag}%"}
+            ).all()
+            forms = conn.execute(sa.text("SELECT count(*) FROM appointment_requests")).scalar_one()
+    finally:
+        engine.dispose()
+    return {sid: status for sid, status in calls}, int(forms)
+
+
+def run(db: str, where: Where, args: argparse.Namespace) -> Run:
+    """Benchmark one database; return its results."""
     from crm.seed import DEMO_LOGINS
 
-    how = ensure_data(db, leads, calls)
-    ids = sample_ids(db)
+    data = ensure_data(db, where, args.leads, args.calls)
     logins = {role: (email, password) for email, role, _name, password in DEMO_LOGINS}
-    pages = [
-        ("front_desk", "lead queue", "/leads"),
-        ("front_desk", "lead queue, 100 pages deep", "deep:/leads"),
-        ("front_desk", "lead queue, stage filter", "/leads?stage=evaluation"),
-        ("front_desk", "lead queue, tag filter", "/leads?tag=red_flag:weakness"),
-        ("front_desk", "search: name", f"/leads?q={ids['name']}"),
-        ("front_desk", "search: phone", f"/leads?q={ids['phone']}"),
-        ("front_desk", "search: last 4 digits", f"/leads?q={ids['last4']}"),
-        ("front_desk", "lead page", f"/leads/{ids['lead']}"),
-        ("surgeon", "referral queue", "/referrals"),
-        ("manager", "dashboard", "/dashboard"),
-    ]
-    results: list[Result] = []
-    with gunicorn(db) as (base, proc):
-        sessions = {role: sign_in(base, *logins[role]) for role in {p[0] for p in pages}}
-        for role, name, path in pages:
-            if path.startswith("deep:"):
-                path = follow_next(sessions[role], base, path.removeprefix("deep:"), 100)
-            results.append(measure(sessions[role], base, name, path, n))
-        memory = [peak_rss_mb(pid) for pid in worker_pids(proc.pid)]
-    return how, results, memory
-
-
-def table(db: str, how: str, results: list[Result], memory: list[float], leads: int, calls: int) -> str:
-    """Render one database's results as a Markdown table."""
-    lines = [
-        f"### {db} — {leads:,} leads, {calls:,} calls (data {how})",
-        "",
-        "| page | requests | errors | server median ms | server p95 ms | server p99 ms "
-        "| client median ms | client p95 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        server_median = statistics.median(r.server_ms or [float("nan")])
-        lines.append(
-            f"| {r.name} | {len(r.client_ms)} | {r.errors} | {server_median:.1f} | "
-            f"{pct(r.server_ms, 95):.1f} | {pct(r.server_ms, 99):.1f} | "
-            f"{statistics.median(r.client_ms):.1f} | {pct(r.client_ms, 95):.1f} |"
+    with scratch_copy(db, where) as (url, instance, copy_s):
+        env = server_env(url, instance)
+        ids = in_app(env, "sample")
+        pages = pages_for(ids, datetime.now(UTC).date())
+        plan = build_callbacks(
+            args.webhooks,
+            token=TWILIO_TOKEN,
+            public_base=PUBLIC_BASE,
+            line=MAIN_LINE,
+            known_callers=ids["known_callers"],
+            existing=ids["existing_calls"],
         )
-    lines += ["", "Worker peak memory: " + ", ".join(f"{m:.0f} MB" for m in memory), ""]
+        _, forms_before = count_rows(url, plan.run_tag)
+        with gunicorn(env, instance / "gunicorn.log") as (base, proc):
+            sessions = {role: sign_in(base, *logins[role]) for role in {p.role for p in pages}}
+            results = []
+            for page in pages:
+                if page.path.startswith("deep:"):
+                    page.path = follow_next(sessions[page.role], base, page.path.removeprefix("deep:"), 100)
+                results.append(measure(sessions[page.role], base, page, args.requests))
+            cpu_before = cpu_s()
+            form_load, _ = post_forms(base, args.forms)
+            form = Result(Page("public", "public form post", "/request-appointment"), errors=form_load.errors)
+            form.client_ms, form.server_ms, form.statements = (
+                form_load.client_ms,
+                form_load.server_ms,
+                form_load.statements,
+            )
+            form.client_cpu_ms = (cpu_s() - cpu_before) * 1000 / max(args.forms, 1)
+            cpu_before = cpu_s()
+            webhook = send_callbacks(base, plan, concurrency=args.concurrency, time_limit=args.time_limit)
+            webhook_cpu = cpu_s() - cpu_before
+            memory = [peak_rss_mb(pid) for pid in worker_pids(proc.pid)]
+        stored, forms_after = count_rows(url, plan.run_tag)
+        expected = plan.new_sids & webhook.answered_sids
+        plan_info = {
+            "callbacks": len(plan.jobs),
+            "new_calls": len(plan.new_sids),
+            "repeats": plan.repeats,
+            "existing": plan.existing,
+            "answered_new_calls": len(expected),
+            "stored_new_calls": len(stored),
+            "lost": len(expected - stored.keys()),
+            "not_completed": sum(1 for sid in expected if stored.get(sid) != "completed"),
+            "forms_stored": forms_after - forms_before,
+            "forms_answered": len(form.server_ms),
+            "log_errors": sum(
+                "Traceback" in line for line in (instance / "gunicorn.log").read_text().splitlines()
+            ),
+        }
+        floor_pages = [{"name": r.page.name, "role": r.page.role, "path": r.page.path} for r in results]
+        floor_pages.append(
+            {"name": form.page.name, "role": "public", "method": "FORM", "path": form.page.path}
+        )
+        floor_pages.append(
+            {
+                "name": "webhook",
+                "role": "public",
+                "method": "WEBHOOK",
+                "path": "/webhooks/twilio/voice-status",
+            }
+        )
+        pages_file = instance / "floor-pages.json"
+        pages_file.write_text(json.dumps(floor_pages))
+        floors = in_app(env, "floor", str(pages_file), "--repeats", str(args.floor_repeats))
+        for r in [*results, form]:
+            r.floor_ms = floors.get(r.page.name, {}).get("floor_ms")
+        plan_info["floor"] = floors.get("webhook", {})
+    return Run(db, data, copy_s, results, form, webhook, plan_info, webhook_cpu, memory)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    """Format a number for the table (— when there is none)."""
+    if value is None or value != value:  # None or NaN
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def statements_text(counts: list[int]) -> str:
+    """Show a page's statement count, or its range when it varied."""
+    if not counts:
+        return "—"
+    low, high = min(counts), max(counts)
+    return str(low) if low == high else f"{low}–{high}"
+
+
+def verdict(result: Result) -> str:
+    """Say whether the page meets its PRODUCT §9 target (server p95)."""
+    limit = TARGET_MS.get(result.page.kind)
+    if limit is None:
+        return "—"
+    p95 = pct(result.server_ms, 95)
+    return f"{'✓' if p95 <= limit and not result.errors else '✗'} ≤ {limit:.0f}"
+
+
+def table(run: Run, args: argparse.Namespace) -> str:
+    """Render one database's results as Markdown."""
+    lines = [
+        f"### {run.db} — {args.leads:,} leads, {args.calls:,} calls (data {run.data}; "
+        f"throwaway copy made in {run.copy_s:.0f} s)",
+        "",
+        "| page | requests | errors | SQL statements | server p50 ms | server p95 ms | server p99 ms "
+        "| client p50 ms | client p95 ms | client p99 ms | SQL floor ms | p50 − floor ms "
+        "| client CPU ms/req | target p95 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in [*run.pages, run.form]:
+        server_median = statistics.median(r.server_ms) if r.server_ms else float("nan")
+        distance = server_median - r.floor_ms if r.floor_ms is not None else None
+        lines.append(
+            f"| {r.page.name} | {len(r.client_ms)} | {r.errors} | {statements_text(r.statements)} "
+            f"| {fmt(server_median)} | {fmt(pct(r.server_ms, 95))} | {fmt(pct(r.server_ms, 99))} "
+            f"| {fmt(statistics.median(r.client_ms) if r.client_ms else None)} | {fmt(pct(r.client_ms, 95))} "
+            f"| {fmt(pct(r.client_ms, 99))} | {fmt(r.floor_ms, 2)} | {fmt(distance)} "
+            f"| {fmt(r.client_cpu_ms, 2)} | {verdict(r)} |"
+        )
+    w, info = run.webhook, run.webhook_plan
+    rate = len(w.client_ms) / w.wall_s if w.wall_s else 0.0
+    ok = rate >= WEBHOOK_TARGET and info["lost"] == 0 and w.errors == 0
+    floor = info.get("floor", {})
+    statuses = ", ".join(f"{code}: {n}" for code, n in sorted(w.statuses.items()))
+    lines += [
+        "",
+        f"**Webhook ingestion** ({args.concurrency} concurrent connections, pre-signed): "
+        f"{len(w.client_ms):,} of {info['callbacks']:,} callbacks answered in {w.wall_s:.1f} s = "
+        f"**{rate:,.0f} calls/s** ({'✓' if ok else '✗'} target ≥ {WEBHOOK_TARGET:.0f}/s, 0 lost). "
+        f"Mix: {info['new_calls']:,} new CallSids (each reported `ringing` then `completed`, in random "
+        f"order; {info['repeats'] - info['new_calls']:,} retried once more), {info['existing']:,} callbacks "
+        f"for calls already in the data set. Statuses: {statuses}; errors {w.errors}.",
+        "",
+        f"- Lost: **{info['lost']}** — {info['answered_new_calls']:,} new calls answered 200, "
+        f"{info['stored_new_calls']:,} in the `calls` table afterwards, "
+        f"{info['not_completed']} not left `completed`.",
+        f"- Server p50 / p95 / p99: {fmt(statistics.median(w.server_ms) if w.server_ms else None)} / "
+        f"{fmt(pct(w.server_ms, 95))} / {fmt(pct(w.server_ms, 99))} ms; client p50 / p95 / p99 "
+        f"(with queueing at {args.concurrency} connections): "
+        f"{fmt(statistics.median(w.client_ms) if w.client_ms else None)} / {fmt(pct(w.client_ms, 95))} / "
+        f"{fmt(pct(w.client_ms, 99))} ms; SQL statements per callback: {statements_text(w.statements)}; "
+        f"SQL floor of one new call: {fmt(floor.get('floor_ms'), 2)} ms.",
+        f"- Client CPU: {run.webhook_cpu_s:.2f} s for the whole webhook run "
+        f"({run.webhook_cpu_s * 1000 / max(len(w.client_ms), 1):.2f} ms per callback).",
+        f"- Public form: {run.webhook_plan['forms_answered']} posts answered 303, "
+        f"{run.webhook_plan['forms_stored']} appointment requests stored.",
+        f"- Tracebacks in the server log: {info['log_errors']}.",
+        "",
+        "Worker peak memory: "
+        + ", ".join(f"{m:.0f} MB" for m in run.memory_mb)
+        + f" ({'✓' if run.memory_mb and max(run.memory_mb) < MEMORY_TARGET_MB else '✗'} "
+        f"target < {MEMORY_TARGET_MB:.0f} MB each)",
+        "",
+    ]
     return "\n".join(lines)
+
+
+def machine() -> str:
+    """Describe the machine: CPU, cores, memory, OS, Python, SQLite, PostgreSQL, load."""
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        kb = int(Path("/proc/meminfo").read_text().splitlines()[0].split()[1])
+        memory = f", {kb / 1024 / 1024:.0f} GB RAM"
+    system = platform.platform()
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                system = line.split("=", 1)[1].strip('"')
+    pg = ""
+    with contextlib.suppress(Exception), pg_admin() as conn:
+        pg = ", PostgreSQL " + conn.execute("SHOW server_version").fetchone()[0].split()[0]
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{cpu}, {os.cpu_count()} cores{memory}; {system}; Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}{pg}. Load average at start: {load}."
+    )
+
+
+INTRO = """# Benchmark results
+
+`make bench` runs `bench/bench_triage.py`, `bench/bench_import.py` and `bench/run_bench.py`;
+this file is written by `bench/run_bench.py` (see its docstring for the method).
+
+- Data: `seed-demo --leads 100000 --calls 1000000`, built once into `.bench/` (SQLite) and the
+  PostgreSQL database `crm_bench`. Each run works on a throwaway copy of it, dropped at the end,
+  so the data set is the same for every run although pages, the form and the webhook write.
+- Server: `gunicorn --no-control-socket -w 2` on 127.0.0.1, with `PUBLIC_FORM_MIN_SECONDS=0`
+  and `FORM_RATE_LIMIT=1000000 per hour` (the form's bot and flood guards would otherwise refuse
+  a client that posts at once, many times, from one address) and `BENCH_SQL_COUNT=true`.
+- "server" is the app's own time per request (`Server-Timing`: first `before_request` to the
+  response); "client" adds HTTP on loopback. Pages are requested one after another by one client.
+- "SQL statements": what the request sent through the database driver (`X-SQL-Statements`;
+  SQLite's `BEGIN IMMEDIATE` included). "SQL floor": those same statements replayed straight
+  on a driver connection on the same database (median of several runs, rows fetched, rolled back);
+  "p50 − floor" is the time the application adds on top of the database.
+- Targets (PRODUCT §9, server p95): queue and search ≤ 30 ms, lead page ≤ 20 ms, dashboard
+  ≤ 200 ms; webhook ingestion ≥ 500 calls/s with nothing lost; each worker < 250 MB.
+"""
 
 
 def main() -> int:
     """Run the benchmark on the databases asked for and record the results."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--leads", type=int, default=100_000)
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=100, help="requests per page")
+    parser.add_argument("--forms", type=int, default=50, help="public form posts")
+    parser.add_argument("--webhooks", type=int, default=3000, help="Twilio callbacks to send")
+    parser.add_argument("--concurrency", type=int, default=8, help="webhook connections at once")
+    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds the webhook run may take")
+    parser.add_argument("--floor-repeats", type=int, default=20, help="replays per page for the SQL floor")
+    parser.add_argument("--bench-dir", type=Path, default=ROOT / ".bench", help="where the SQLite data lives")
+    parser.add_argument("--pg-db", default="crm_bench", help="the PostgreSQL database of the data set")
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCH.md", help="the report to write")
     args = parser.parse_args()
-    BENCH_DIR.mkdir(exist_ok=True)
-    sys.path.insert(0, str(ROOT))
+    args.bench_dir.mkdir(parents=True, exist_ok=True)
+    where = Where(args.bench_dir.resolve(), args.pg_db)
+    command = shlex.join(["python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
     header = (
-        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}\n\nCommand: `{' '.join(sys.argv)}`\n"
+        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\nMachine: {machine()}\n\n"
+        f"Command: `{command}` ({args.requests} requests per page, {args.forms} form posts, "
+        f"{args.webhooks} webhook callbacks)\n"
     )
-    report = [header]
+    print(header, flush=True)
+    report = [INTRO, header]
+    started = time.perf_counter()
     for db in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
-        how, results, memory = run(db, args.leads, args.calls, args.requests)
-        text = table(db, how, results, memory, args.leads, args.calls)
+        text = table(run(db, where, args), args)
         print(text, flush=True)
         report.append(text)
-    with (ROOT / "BENCH.md").open("a") as out:
-        out.write("\n".join(report) + "\n")
+    report.append(f"Whole run: {time.perf_counter() - started:.0f} s.\n")
+    args.out.write_text("\n".join(report))
+    print(f"Written to {args.out}")
     return 0
 
 

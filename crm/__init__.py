@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g
+import sqlalchemy as sa
+from flask import Flask, Response, g, has_request_context
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import load_config
@@ -28,6 +29,7 @@ def create_app(config: Any = None) -> Flask:
     register_config(app, config)
     register_server_timing(app)  # first, so its clock covers every other hook
     register_extensions(app)
+    register_sql_count(app)
     register_security(app)
     register_blueprints(app)
     register_errorhandlers(app)
@@ -144,4 +146,29 @@ def register_server_timing(app: Flask) -> None:
         started = g.get("request_started")
         if started is not None:
             response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
+        if "sql_statements" in g:
+            response.headers["X-SQL-Statements"] = str(g.sql_statements)
         return response
+
+
+def register_sql_count(app: Flask) -> None:
+    """With ``BENCH_SQL_COUNT`` on, count the statements each request sends to the database.
+
+    The count (every statement through the driver's cursor, SQLite's ``BEGIN IMMEDIATE``
+    included) goes out in ``X-SQL-Statements`` beside ``Server-Timing``; the benchmark shows it
+    per page. Statements after the response is built (none today) are not counted.
+    """
+    if not app.config.get("BENCH_SQL_COUNT"):
+        return
+    from crm.extensions import db
+
+    @app.before_request
+    def _start_count() -> None:
+        g.sql_statements = 0
+
+    def _count(*_args: Any) -> None:
+        if has_request_context() and "sql_statements" in g:
+            g.sql_statements += 1
+
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute", _count)
