@@ -25,7 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload, load_only, selectinload
 
 from crm import audit, phones
 from crm.extensions import db
@@ -332,6 +332,82 @@ def count_statement(scope: sa.ColumnElement[bool], filters: QueueFilters, *, tz:
     return sa.select(sa.func.count()).select_from(capped)
 
 
+def narrow_statement(
+    scope: sa.ColumnElement[bool], filters: QueueFilters, *, now: datetime, tz: ZoneInfo
+) -> sa.Select[Any]:
+    """Read a narrowed view whole, up to ``COUNT_CAP + 1`` rows of ``(grp, key, id)``: one statement.
+
+    A filter or search that matches a few hundred leads at most is best read once, by the
+    filter's own index, with each lead's group and sort key computed from the same conditions
+    as the groups' queries (:func:`_groups`); the page is then cut from that small set. Its
+    length is also the count. More rows than the cap: the caller reads the page by the
+    groups' indexes instead (:func:`page_statement`).
+    """
+    eod = end_of_local_day(now, tz)
+    groups = _groups(now, eod)
+    grp = sa.case(
+        *[(condition, group) for group, (condition, _k, _n) in groups.items() if group != REST], else_=REST
+    )
+    key = sa.case(
+        *[(condition, k) for group, (condition, k, _n) in groups.items() if group != REST],
+        else_=groups[REST][1],
+    )
+    where = [scope, *filter_clauses(filters, tz)]
+    if not filters.include_closed:
+        where.append(Lead.in_queue == sa.true())
+    return (
+        sa.select(grp.label("grp"), key.label("key"), Lead.id.label("id")).where(*where).limit(COUNT_CAP + 1)
+    )
+
+
+def _in_order(rows: Sequence[Any], after: Cursor | None) -> list[tuple[int, datetime, int]]:
+    """Put ``(grp, key, id)`` rows in the queue's order, keeping only those after the cursor."""
+    by_group: dict[int, list[tuple[datetime, int]]] = {}
+    for grp, key, lead_id in rows:
+        by_group.setdefault(int(grp), []).append((_aware(key), int(lead_id)))
+    ordered: list[tuple[int, datetime, int]] = []
+    for group in sorted(by_group):
+        if after is not None and group < after.group:
+            continue
+        newest_first = group == REST
+        for key, lead_id in sorted(by_group[group], reverse=newest_first):
+            if after is not None and group == after.group:
+                past = (
+                    (key, lead_id) < (after.key, after.lead_id)
+                    if newest_first
+                    else (key, lead_id)
+                    > (
+                        after.key,
+                        after.lead_id,
+                    )
+                )
+                if not past:
+                    continue
+            ordered.append((group, key, lead_id))
+    return ordered
+
+
+# The columns a queue row shows (templates/leads/_queue_rows.html); the rest stay unread.
+ROW_COLUMNS = (
+    Lead.first_name,
+    Lead.last_name,
+    Lead.phone,
+    Lead.consent_phone,
+    Lead.stage,
+    Lead.urgent,
+    Lead.not_a_patient,
+    Lead.owner_id,
+    Lead.calling_user_id,
+    Lead.calling_since,
+    Lead.created_at,
+    Lead.first_contact_due_at,
+    Lead.first_contact_at,
+    Lead.next_task_due_at,
+    Lead.preferred_time,
+    Lead.language,
+)
+
+
 def fetch_page(
     scope: sa.ColumnElement[bool],
     filters: QueueFilters,
@@ -343,22 +419,25 @@ def fetch_page(
 ) -> QueuePage:
     """Return one page of the queue in its order, with tags, owner and caller loaded.
 
-    Three statements whatever the data size: the capped count, the page's ids (one UNION
-    ALL), and the leads by id with their owner and caller (joined); plus one for their tags.
+    Three statements whatever the data size: the page's ids — a narrowed view read whole
+    when it holds at most ``COUNT_CAP`` leads (its length is the count), else the capped count
+    and one UNION ALL of the four groups —, the leads by id with their owner and caller
+    (joined), and their tags.
     """
-    count = db.session.scalar(count_statement(scope, filters, tz=tz)) or 0
-    wide = count > COUNT_CAP
-    found = db.session.execute(
-        page_statement(scope, filters, now=now, tz=tz, after=after, limit=limit, wide=wide)
-    ).all()
-    by_group: dict[int, list[tuple[datetime, int]]] = {}
-    for grp, key, lead_id in found:
-        by_group.setdefault(int(grp), []).append((_aware(key), int(lead_id)))
-    ordered: list[tuple[int, datetime, int]] = []
-    for group in sorted(by_group):
-        newest_first = group == REST
-        for key, lead_id in sorted(by_group[group], reverse=newest_first):
-            ordered.append((group, key, lead_id))
+    found: Sequence[Any] | None = None
+    if filters.narrowed:
+        found = db.session.execute(narrow_statement(scope, filters, now=now, tz=tz)).all()
+        count = len(found)
+        if count > COUNT_CAP:
+            found = None
+    else:
+        count = db.session.scalar(count_statement(scope, filters, tz=tz)) or 0
+    if found is None:
+        wide = count > COUNT_CAP
+        found = db.session.execute(
+            page_statement(scope, filters, now=now, tz=tz, after=after, limit=limit, wide=wide)
+        ).all()
+    ordered = _in_order(found, after)
     shown, more = ordered[:limit], len(ordered) > limit
     leads: dict[int, Lead] = {}
     if shown:
@@ -367,7 +446,12 @@ def fetch_page(
             for lead in db.session.scalars(
                 sa.select(Lead)
                 .where(Lead.id.in_([lead_id for _g, _k, lead_id in shown]))
-                .options(selectinload(Lead.tags), joinedload(Lead.owner), joinedload(Lead.calling_user))
+                .options(
+                    load_only(*ROW_COLUMNS),
+                    selectinload(Lead.tags),
+                    joinedload(Lead.owner).load_only(User.name),
+                    joinedload(Lead.calling_user).load_only(User.name),
+                )
             )
         }
     next_cursor = Cursor(*shown[-1]).encode() if more and shown else None

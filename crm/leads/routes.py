@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
@@ -14,7 +15,7 @@ from wtforms.fields.choices import SelectChoice
 
 from crm import audit, clock, phones
 from crm import queue as queue_actions
-from crm.authz import can, leads_visible_to, load_lead_for, roles
+from crm.authz import MAX_ID, can, leads_visible_to, load_lead_for, roles
 from crm.extensions import db
 from crm.leadedit import EditRefused, StaleVersion, add_note, describe_changes, update_lead
 from crm.leads.evidence import LeadEvidence, explain_texts
@@ -106,9 +107,20 @@ def queue() -> str:
         can_edit=can(current_user, "edit_leads"),
         overdue_label=overdue_label,
         caller_of=caller_of,
+        row_urls=_row_urls(),
+        here=request.full_path,
+        token=generate_csrf(),
     )
     db.session.commit()
     return body
+
+
+def _row_urls() -> dict[str, str]:
+    """Return each queue row's addresses as patterns (``/leads/{}``): built once, not fifty times."""
+    return {
+        name: url_for(f"leads.{name}", lead_id=MAX_ID).replace(str(MAX_ID), "{}")
+        for name in ("detail", "claim", "calling")
+    }
 
 
 def _fill_filter_choices(form: QueueFilterForm) -> list[User]:
