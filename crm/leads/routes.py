@@ -499,4 +499,7 @@ def my_tasks() -> str:
         .order_by(Task.due_at)
         .limit(200)
     ).all()
+    lead_ids = sorted({task.lead_id for task in tasks if task.lead_id is not None})
+    audit.record_list("task_list", user_id=current_user.id, lead_ids=lead_ids, ip=client_ip())
+    db.session.commit()
     return render_template("leads/tasks.html", tasks=tasks)

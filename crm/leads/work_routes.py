@@ -179,8 +179,16 @@ def close_no_response(lead_id: int) -> Response:
     lead = load_lead_for(current_user, lead_id)
     if not CloseNoResponseForm().validate_on_submit():
         abort(400)
+    before = lead.stage
     try:
         task_rules.close_no_response(lead, actor=current_user)
+        audit.record(
+            "lead_stage",
+            user_id=current_user.id,
+            lead_id=lead.id,
+            detail={"from": before, "to": lead.stage, "close_reason": "no_response"},
+            ip=client_ip(),
+        )
         db.session.commit()
     except StageRefused as error:
         db.session.rollback()
