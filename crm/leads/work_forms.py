@@ -74,6 +74,8 @@ class ClearUrgentForm(FlaskForm):
     reason = TextAreaField(
         "Why is this lead no longer urgent?",
         validators=[DataRequired(message="Say why the urgent flag is cleared."), Length(max=2000)],
+        # The lead page also holds the stage form's "reason": one id each, so each label names its box.
+        id="urgent-reason",
     )
 
 
