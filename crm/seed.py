@@ -499,7 +499,7 @@ class _Writer:
             marks = ", ".join("?" * len(columns))
             cur = conn.cursor()
             try:
-                cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)  # noqa: S608
+                cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)  # noqa: S608  # nosec B608
             finally:
                 cur.close()
 
@@ -700,7 +700,7 @@ class _Seeder:
     """Holds the run's state: random source, calendar, ids, staff, and the planned calls."""
 
     def __init__(self, *, n_leads: int, n_calls: int, seed: int, echo: Callable[[str], Any]) -> None:
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # repeatable demo data, nothing secret  # nosec B311
         self.n_leads = n_leads
         self.n_calls = n_calls
         self.echo = echo
@@ -727,7 +727,7 @@ class _Seeder:
             db.session.scalars(sa.select(ReferringPractice.id).order_by(ReferringPractice.id))
         )
         self.next_id = {
-            t: (db.session.scalar(sa.text(f"SELECT COALESCE(MAX(id), 0) FROM {t}")) or 0) + 1  # noqa: S608
+            t: (db.session.scalar(sa.text(f"SELECT COALESCE(MAX(id), 0) FROM {t}")) or 0) + 1  # noqa: S608  # nosec B608
             for t in TABLES
         }
         self.lead_base = self.next_id["leads"]
@@ -1802,7 +1802,7 @@ class _Seeder:
         if self.w.pg:
             for table in TABLES:
                 conn.exec_driver_sql(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608  # nosec B608
                     f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
                 )
         db.session.commit()

@@ -35,8 +35,8 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from crm import clock, phones
 from crm.intake import CONSENT_TEXT_VERSION, ContactIn, WebRequestIn
 
-FORM_TOKEN_SALT = "public-form"  # noqa: S105 - a salt (namespace), not a secret
-THANKS_TOKEN_SALT = "public-thanks"  # noqa: S105 - a salt (namespace), not a secret
+FORM_TOKEN_SALT = "public-form"  # noqa: S105 - a salt (namespace), not a secret  # nosec B105
+THANKS_TOKEN_SALT = "public-thanks"  # noqa: S105 - a salt (namespace), not a secret  # nosec B105
 FORM_TOKEN_MAX_AGE = 2 * 60 * 60  # a patient may leave the page open while they find their MRI report
 THANKS_TOKEN_MAX_AGE = 60 * 60
 DEFAULT_MIN_FILL_SECONDS = 2  # faster than any person types: a bot
