@@ -166,7 +166,29 @@ def capture(
     return response.status_code, statements
 
 
-def replay(app: Flask, statements: list[tuple[str, Any, bool]], repeats: int) -> float:
+def sequences(app: Flask) -> list[tuple[str, int | None]]:
+    """PostgreSQL's sequences and their values (SQLite hands out the same ids after a rollback)."""
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            return []
+        with db.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename), last_value"
+                " FROM pg_sequences"
+            ).all()
+    return [(name, value) for name, value in rows]
+
+
+def reset_sequences(cursor: Any, values: list[tuple[str, int | None]]) -> None:
+    """Put the sequences back (``setval`` outlives a rollback), so a replayed INSERT gets the
+    ids the captured one got and the statements after it refer to rows that exist."""
+    for name, value in values:
+        cursor.execute("SELECT setval(%s::regclass, %s, %s)", (name, value or 1, value is not None))
+
+
+def replay(
+    app: Flask, statements: list[tuple[str, Any, bool]], repeats: int, ids: list[tuple[str, int | None]]
+) -> float:
     """Run the statements straight on a driver connection; return the median time in ms."""
     with app.app_context():
         raw = db.engine.raw_connection()
@@ -175,6 +197,8 @@ def replay(app: Flask, statements: list[tuple[str, Any, bool]], repeats: int) ->
         times = []
         for _ in range(repeats + 1):  # the first run warms the caches and is not counted
             cursor = raw.cursor()
+            if ids:
+                reset_sequences(cursor, ids)
             started = time.perf_counter()
             if sqlite:
                 cursor.execute("BEGIN IMMEDIATE")  # as the app does: one transaction for the page
@@ -212,12 +236,17 @@ def floor(app: Flask, pages: list[dict[str, str]], repeats: int) -> dict[str, di
         method = page.get("method", "GET")
         if method == "GET":
             client.get(page["path"])  # warm, as the timed run is
+        ids = sequences(app)
         status, statements = capture(app, client, method, page["path"])
         results[page["name"]] = {
             "status": status,
             "statements": len(statements),
-            "floor_ms": replay(app, statements, repeats),
+            "floor_ms": replay(app, statements, repeats, ids),
         }
+        if ids:
+            with app.app_context(), db.engine.connect() as conn:
+                reset_sequences(conn.connection.cursor(), ids)
+                conn.commit()
     return results
 
 

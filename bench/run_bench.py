@@ -117,6 +117,14 @@ def pct(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+_T0 = time.perf_counter()
+
+
+def progress(db: str, message: str) -> None:
+    """Say what the run is doing, with the seconds since it started (on stderr)."""
+    print(f"[{time.perf_counter() - _T0:6.1f} s] {db}: {message}", file=sys.stderr, flush=True)
+
+
 def cpu_s() -> float:
     """CPU seconds (user + system) this client process has used so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -240,10 +248,11 @@ def scratch_copy(db: str, where: Where) -> Iterator[tuple[str, Path, float]]:
     folder = where.bench_dir / f"run-{os.getpid()}"
     folder.mkdir(parents=True, exist_ok=True)
     if db == "sqlite":
-        source = where.bench_dir / "sqlite" / "crm.db"
-        with contextlib.closing(sqlite3.connect(source)) as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        shutil.copyfile(source, folder / "crm.db")
+        # SQLite's backup API: a consistent copy even while another process uses the data set.
+        source = sqlite3.connect(f"file:{where.bench_dir / 'sqlite' / 'crm.db'}?mode=ro", uri=True)
+        target = sqlite3.connect(folder / "crm.db")
+        with contextlib.closing(source), contextlib.closing(target):
+            source.backup(target)
     else:
         import psycopg
 
@@ -442,10 +451,13 @@ def run(db: str, where: Where, args: argparse.Namespace) -> Run:
     """Benchmark one database; return its results."""
     from crm.seed import DEMO_LOGINS
 
+    progress(db, "data set: build or reuse")
     data = ensure_data(db, where, args.leads, args.calls)
+    progress(db, f"data set {data}; copying it for this run")
     logins = {role: (email, password) for email, role, _name, password in DEMO_LOGINS}
     with scratch_copy(db, where) as (url, instance, copy_s):
         env = server_env(url, instance)
+        progress(db, f"copied in {copy_s:.1f} s; sampling ids")
         ids = in_app(env, "sample")
         pages = pages_for(ids, datetime.now(UTC).date())
         plan = build_callbacks(
@@ -457,7 +469,9 @@ def run(db: str, where: Where, args: argparse.Namespace) -> Run:
             existing=ids["existing_calls"],
         )
         _, forms_before = count_rows(url, plan.run_tag)
+        progress(db, "starting gunicorn")
         with gunicorn(env, instance / "gunicorn.log") as (base, proc):
+            progress(db, f"measuring {len(pages)} pages x {args.requests} requests")
             sessions = {role: sign_in(base, *logins[role]) for role in {p.role for p in pages}}
             results = []
             for page in pages:
@@ -465,6 +479,7 @@ def run(db: str, where: Where, args: argparse.Namespace) -> Run:
                     page.path = follow_next(sessions[page.role], base, page.path.removeprefix("deep:"), 100)
                 results.append(measure(sessions[page.role], base, page, args.requests))
             cpu_before = cpu_s()
+            progress(db, f"posting {args.forms} forms")
             form_load, _ = post_forms(base, args.forms)
             form = Result(Page("public", "public form post", "/request-appointment"), errors=form_load.errors)
             form.client_ms, form.server_ms, form.statements = (
@@ -474,6 +489,7 @@ def run(db: str, where: Where, args: argparse.Namespace) -> Run:
             )
             form.client_cpu_ms = (cpu_s() - cpu_before) * 1000 / max(args.forms, 1)
             cpu_before = cpu_s()
+            progress(db, f"sending {len(plan.jobs)} webhook callbacks")
             webhook = send_callbacks(base, plan, concurrency=args.concurrency, time_limit=args.time_limit)
             webhook_cpu = cpu_s() - cpu_before
             memory = [peak_rss_mb(pid) for pid in worker_pids(proc.pid)]
@@ -508,6 +524,7 @@ def run(db: str, where: Where, args: argparse.Namespace) -> Run:
         )
         pages_file = instance / "floor-pages.json"
         pages_file.write_text(json.dumps(floor_pages))
+        progress(db, "measuring the raw SQL floor")
         floors = in_app(env, "floor", str(pages_file), "--repeats", str(args.floor_repeats))
         for r in [*results, form]:
             r.floor_ms = floors.get(r.page.name, {}).get("floor_ms")
