@@ -126,11 +126,15 @@ def leads_visible_to(user: User) -> sa.ColumnElement[bool]:
     return sa.false()
 
 
-def load_lead_for(user: User, lead_id: int) -> Lead:
-    """Load a lead the user may see, or answer 404 (outside scope reveals nothing)."""
+def load_lead_for(user: User, lead_id: int, *options: Any) -> Lead:
+    """Load a lead the user may see, or answer 404 (outside scope reveals nothing).
+
+    ``options``: loader options for what the caller will read next (the lead page joins the tags).
+    """
     if not 0 < lead_id <= MAX_ID:  # no such row; SQLite cannot even bind an id past 2**63
         abort(404)
-    lead = db.session.scalar(sa.select(Lead).where(Lead.id == lead_id, leads_visible_to(user)))
+    query = sa.select(Lead).where(Lead.id == lead_id, leads_visible_to(user)).options(*options)
+    lead = db.session.scalars(query).unique().first()
     if lead is None:
         abort(404)
     return lead

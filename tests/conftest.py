@@ -283,7 +283,9 @@ def count_queries(app: Flask) -> Callable[[], Any]:
         counter = QueryCounter()
 
         def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            if not statement.startswith(("BEGIN", "PRAGMA", "SAVEPOINT", "RELEASE")):
+            # Transaction control is not a query: BEGIN, savepoints, and a read page's
+            # ``SET LOCAL synchronous_commit`` on PostgreSQL (crm.audit.commit_view).
+            if not statement.startswith(("BEGIN", "PRAGMA", "SAVEPOINT", "RELEASE", "SET LOCAL")):
                 counter.statements.append(statement)
 
         sa.event.listen(db.engine, "before_cursor_execute", before)

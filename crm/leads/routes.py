@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy.orm import joinedload
@@ -111,7 +111,7 @@ def queue() -> str:
         here=request.full_path,
         token=generate_csrf(),
     )
-    db.session.commit()
+    audit.commit_view()
     return body
 
 
@@ -270,12 +270,12 @@ def mark_read(notification_id: int) -> Response:
 @roles(*STAFF)
 def detail(lead_id: int) -> Response | str:
     """Show one lead: contact, clinical facts, explained tags, stage moves and its activity."""
-    lead = load_lead_for(current_user, lead_id)
+    lead = load_lead_for(current_user, lead_id, joinedload(Lead.tags))
     if lead.merged_into_id is not None:
         return redirect(url_for("leads.detail", lead_id=lead.merged_into_id))
     page = render_lead_page(lead)  # before the commit, which would expire what the page read
     audit.record("lead_view", user_id=current_user.id, lead_id=lead.id, ip=client_ip())
-    db.session.commit()
+    audit.commit_view()
     return page
 
 
@@ -397,6 +397,7 @@ def render_lead_page(
     status: int = 200,
 ) -> Any:
     """Render the lead page with its forms; an edit form given back keeps the user's input."""
+    active_staff()  # first: the owner, surgeon and people on the page then come from the session
     timeline = build_timeline(lead.id)
     tasks = [item["obj"] for item in timeline if item["kind"] == "task"]
     tasks.sort(key=lambda t: (t.done_at is not None, t.due_at))
@@ -409,11 +410,7 @@ def render_lead_page(
     ]
     surgeons: list[User] = []
     if REVIEW in targets:
-        surgeons = list(
-            db.session.scalars(
-                sa.select(User).where(User.role == "surgeon", User.active.is_(True)).order_by(User.name)
-            )
-        )
+        surgeons = [u for u in active_staff() if u.role == "surgeon"]
         stage_form.surgeon.choices = [
             SelectChoice("", "Clinic default / unassigned"),
             *[SelectChoice(str(s.id), s.name) for s in surgeons],
@@ -439,6 +436,17 @@ def render_lead_page(
         can_override=can(current_user, "override_gate"),
     )
     return body if status == 200 else (body, status)
+
+
+def active_staff() -> list[User]:
+    """Load the active staff once per request, by name: the lead page's stage, task and
+    appointment forms all choose from it."""
+    if "active_staff" not in g:
+        g.active_staff = list(
+            db.session.scalars(sa.select(User).where(User.active.is_(True)).order_by(User.name))
+        )
+    staff: list[User] = g.active_staff
+    return staff
 
 
 def lead_evidence(timeline: list[dict[str, Any]]) -> LeadEvidence:

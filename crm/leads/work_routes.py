@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import sqlalchemy as sa
-from flask import abort, flash, g, redirect, url_for
+from flask import abort, flash, redirect, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
@@ -16,7 +16,7 @@ from crm import tasks as task_rules
 from crm.authz import load_lead_for, roles
 from crm.extensions import db
 from crm.leads.forms import clinic_local_to_utc
-from crm.leads.routes import _first_error, bp
+from crm.leads.routes import _first_error, active_staff, bp
 from crm.leads.work_forms import (
     AppointmentForm,
     AppointmentOutcomeForm,
@@ -37,25 +37,15 @@ TASK_ROLES = ("front_desk", "manager", "admin")  # PRODUCT §5: tasks are the ed
 APPOINTMENT_ROLES = ("front_desk", "surgeon", "manager")  # PRODUCT §5: schedule, appointment outcomes
 
 
-def _active_staff() -> list[User]:
-    """Load the active staff once per request (the lead page's task and appointment forms share it)."""
-    if "work_active_staff" not in g:
-        g.work_active_staff = list(
-            db.session.scalars(sa.select(User).where(User.active.is_(True)).order_by(User.name))
-        )
-    staff: list[User] = g.work_active_staff
-    return staff
-
-
 def staff_choices() -> list[SelectChoice]:
     """List the active staff who may be given a task."""
-    users = [u for u in _active_staff() if u.role in TASK_ROLES]
+    users = [u for u in active_staff() if u.role in TASK_ROLES]
     return [SelectChoice("", "Nobody yet"), *[SelectChoice(str(u.id), u.name) for u in users]]
 
 
 def surgeon_choices() -> list[SelectChoice]:
     """List the active surgeons an appointment may be with."""
-    surgeons = [u for u in _active_staff() if u.role == "surgeon"]
+    surgeons = [u for u in active_staff() if u.role == "surgeon"]
     return [SelectChoice("", "None"), *[SelectChoice(str(u.id), u.name) for u in surgeons]]
 
 

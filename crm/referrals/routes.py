@@ -65,7 +65,7 @@ def queue() -> str:
     html = render_template(
         "referrals/queue.html", packets=packets, advice=RED_FLAG_ADVICE, total=total, page=page, pages=pages
     )
-    db.session.commit()
+    audit.commit_view()
     return html
 
 

@@ -398,11 +398,11 @@ def test_the_lead_page_costs_the_same_with_3_or_30_calls_and_notes(
     with count_queries() as queries:
         response = client.get(f"/leads/{lead_id}")
     assert response.status_code == 200
-    # 1 session with its user, 2 the lead (in scope), 3-9 the timeline: calls, requests, notes,
-    # stage changes, tag changes, appointments, tasks (each with its people joined), 10 the
-    # clinic's settings (time zone), 11 the owner, 12 the tags, 13 the staff who may be given a
-    # task (the add-task form), 14 the audit row.
-    assert len(queries) == 14, "\n".join(q[:70] for q in queries.statements)
+    # 1 session with its user, 2 the lead (in scope) with its tags joined, 3 the active staff
+    # (the stage, task and appointment forms' choices; the owner is then in the session),
+    # 4-10 the timeline: calls, requests, notes, stage changes, tag changes, appointments, tasks
+    # (each with its people joined), 11 the clinic's settings (time zone), 12 the audit row.
+    assert len(queries) == 12, "\n".join(q[:70] for q in queries.statements)
 
 
 def test_no_user_is_shown_as_a_surgeon_choice_unless_active(client, login_as, make_lead, make_user):
