@@ -622,6 +622,8 @@ class Task(db.Model):  # type: ignore[name-defined,misc]
     done_by_id: Mapped[Optional[int]] = mapped_column(sa.ForeignKey("users.id"))
 
     assignee: Mapped[Optional[User]] = relationship(foreign_keys=[assignee_id])
+    lead: Mapped[Optional[Lead]] = relationship(foreign_keys=[lead_id], viewonly=True)
+    call: Mapped[Optional[Call]] = relationship(foreign_keys=[call_id], viewonly=True)
 
 
 class Note(db.Model):  # type: ignore[name-defined,misc]

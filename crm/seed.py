@@ -959,7 +959,7 @@ class _Seeder:
             last_attempt,
             owner,
             facts,
-            may_go_stale=not not_a_patient and not urgent,
+            may_go_stale=not not_a_patient,
         )
         stage, at = moves[-1][0], moves[-1][1]
         closed = stage == "closed"
@@ -1291,7 +1291,7 @@ class _Seeder:
             moves.append((OPEN_STAGES[k], t, actor, None, reason, OPEN_STAGES[stage_idx], override))
             stage_idx = k
         window = (2, 45)
-        if close_reason is None and may_go_stale and stage_idx < 8 and rng.random() < 0.85:
+        if close_reason is None and may_go_stale and stage_idx < 8 and rng.random() < 0.95:
             # Leads don't sit in a stage forever: most are closed well past its aging limit
             # (those whose limit is still ahead are cut off by "now" below and stay open).
             limit = STALE_DAYS[stage_idx]

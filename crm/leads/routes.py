@@ -504,10 +504,17 @@ def my_tasks() -> str:
     tasks = db.session.scalars(
         sa.select(Task)
         .where(Task.assignee_id == current_user.id, Task.done_at.is_(None))
+        .options(
+            joinedload(Task.lead).load_only(
+                Lead.first_name, Lead.last_name, Lead.phone, Lead.consent_phone, Lead.stage
+            ),
+            joinedload(Task.call).load_only(Call.from_number, Call.direction),
+        )
         .order_by(Task.due_at)
         .limit(200)
     ).all()
     lead_ids = sorted({task.lead_id for task in tasks if task.lead_id is not None})
     audit.record_list("task_list", user_id=current_user.id, lead_ids=lead_ids, ip=client_ip())
+    page = render_template("leads/tasks.html", tasks=tasks)  # before the commit expires the rows
     db.session.commit()
-    return render_template("leads/tasks.html", tasks=tasks)
+    return page

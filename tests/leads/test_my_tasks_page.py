@@ -1,0 +1,67 @@
+"""My tasks (/tasks): each task names the patient and the number to call, in a fixed number of
+statements however many tasks there are."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from crm import clock
+from crm.extensions import db
+from crm.intake import CallEventIn, receive_call_event
+from crm.models import Task
+from tests.conftest import utc
+
+
+def _missed_call(number: str, sid: str) -> Task:
+    event = CallEventIn(
+        call_sid=sid,
+        from_number=number,
+        to_number="+19724995457",
+        direction="inbound",
+        status="no-answer",
+        started_at=clock.now(),
+    )
+    result = receive_call_event(event, lines=current_app.config["CLINIC_LINES"], now=clock.now())
+    db.session.commit()
+    assert result.task is not None
+    return result.task
+
+
+def test_each_task_names_the_patient_and_the_number_to_call(client, login_as, make_lead, frozen_clock):
+    frozen_clock(utc(2026, 3, 9, 15, 0))
+    user = login_as("front_desk")
+    lead = make_lead(first_name="Maria", last_name="Delgado", phone="+19725550134", stage="evaluation")
+    db.session.add(
+        Task(lead_id=lead.id, kind="send_records", title="Send MRI", due_at=clock.now(), assignee_id=user.id)
+    )
+    withheld = _missed_call("anonymous", "CA" + "1" * 32)
+    withheld.assignee_id = user.id
+    db.session.commit()
+
+    html = client.get("/tasks").get_data(as_text=True)
+
+    assert "Maria Delgado" in html and 'href="tel:+19725550134"' in html
+    assert "Send MRI" in html and "Evaluation" in html
+    assert "Missed call from a withheld number" in html and "withheld number" in html
+
+
+def test_the_page_costs_the_same_statements_for_2_or_12_tasks(
+    client, login_as, make_lead, frozen_clock, count_queries
+):
+    frozen_clock(utc(2026, 3, 9, 15, 0))
+    user = login_as("front_desk")
+    counts = []
+    for batch in (2, 10):
+        for n in range(batch):
+            lead = make_lead(phone=f"+1972555{len(counts)}{n:03d}")
+            task = Task(
+                lead_id=lead.id, kind="other", title=f"Task {n}", due_at=clock.now(), assignee_id=user.id
+            )
+            db.session.add(task)
+        db.session.commit()
+        client.get("/tasks")  # warm the per-process caches (settings, templates)
+        with count_queries() as queries:
+            html = client.get("/tasks").get_data(as_text=True)
+        assert html.count("Task ") >= batch
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
