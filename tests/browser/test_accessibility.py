@@ -35,6 +35,10 @@ pytestmark = pytest.mark.browser
 # every run.
 NOW = datetime(2026, 3, 10, 20, 0, tzinfo=UTC)
 AXE = Axe()
+# The page, and each scrolling table box, fit the window's width: nothing hides off to the right.
+TOO_WIDE = """() => [document.documentElement, ...document.querySelectorAll('.table-wrap')]
+  .filter((el) => el.scrollWidth > el.clientWidth + 1)
+  .map((el) => `${el.tagName.toLowerCase()}.${el.className} ${el.scrollWidth} > ${el.clientWidth} px`)"""
 LEAD_PAGE = re.compile(r"/leads/\d+")
 LISTEN = """
 document.addEventListener('securitypolicyviolation', (e) => {
@@ -92,6 +96,7 @@ def scan(page: Page, seen: Watch, base: str, path: str, status: int = 200) -> tu
     page.wait_for_load_state("load")
     serious, lesser = axe_findings(page)
     problems += serious
+    problems += [f"wider than a 1366-px screen: {w}" for w in page.evaluate(TOO_WIDE)]
     page.wait_for_timeout(50)  # let a late violation report reach us
     problems += [f"CSP: {v}" for v in seen.csp]
     console = seen.console
