@@ -1741,7 +1741,7 @@ class _Seeder:
                 assignee = owner or (self.desk() if rng.random() < 0.7 else None)
                 old = t < self.end - 3 * 86400
                 done_at = None
-                if (old and rng.random() < 0.98) or (not old and rng.random() < 0.5):
+                if (old and rng.random() < 0.998) or (not old and rng.random() < 0.5):
                     done_at = min(self.end - 1, due + rng.randint(300, 26 * 3600))
                 kind = "Call back: voicemail" if voicemail else "Call back: missed call"
                 task_rows.append(

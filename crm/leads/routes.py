@@ -508,7 +508,9 @@ def my_tasks() -> str:
             joinedload(Task.lead).load_only(
                 Lead.first_name, Lead.last_name, Lead.phone, Lead.consent_phone, Lead.stage
             ),
-            joinedload(Task.call).load_only(Call.from_number, Call.direction),
+            joinedload(Task.call).load_only(
+                Call.from_number, Call.direction, Call.not_a_patient, Call.disposition
+            ),
         )
         .order_by(Task.due_at)
         .limit(200)
