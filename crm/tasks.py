@@ -133,17 +133,54 @@ def complete_task(task: Task, *, actor: User, no_answer: bool = False, ip: str |
     return follow_up
 
 
-def reopen_task(task: Task, *, actor: User, ip: str | None = None) -> None:
+def reopen_task(task: Task, *, actor: User, ip: str | None = None) -> Task | None:
     """Undo "done": the task is open again and counts for the lead's next due time.
+
+    Undoing a call-back marked "no answer" also withdraws the next attempt that answer
+    proposed, while nobody has worked it yet: the attempt being reopened is the one to make.
+    Returns the withdrawn attempt, if any.
 
     :raises TaskRefused: when the task is not done.
     """
     if task.done_at is None:
         raise TaskRefused("This task is still open.")
+    proposed = _proposed_by(task)
     task.done_at, task.done_by_id = None, None
     audit.record("task_undo", user_id=actor.id, lead_id=task.lead_id, detail={"task_id": task.id}, ip=ip)
+    if proposed is not None:
+        audit.record(
+            "task_withdrawn",
+            user_id=actor.id,
+            lead_id=task.lead_id,
+            detail={"task_id": proposed.id, "undone_task_id": task.id},
+            ip=ip,
+        )
+        db.session.delete(proposed)
     if task.lead_id is not None:
         refresh_next_task_due(task.lead_id)
+    return proposed
+
+
+def _proposed_by(task: Task) -> Task | None:
+    """Return the still-open next attempt that marking this call-back "no answer" proposed.
+
+    ``complete_task`` makes it in the same moment the call-back is marked done: the lead's
+    call-back of the next attempt number, created at the done time, not done since.
+    """
+    if task.kind != "callback" or task.lead_id is None or task.done_at is None:
+        return None
+    return db.session.scalar(
+        sa.select(Task)
+        .where(
+            Task.lead_id == task.lead_id,
+            Task.kind == "callback",
+            Task.attempt == (task.attempt or 1) + 1,
+            Task.created_at == task.done_at,
+            Task.done_at.is_(None),
+        )
+        .order_by(Task.id.desc())
+        .limit(1)
+    )
 
 
 def next_attempt_due(

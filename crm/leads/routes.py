@@ -394,9 +394,10 @@ def render_lead_page(
     *,
     edit_form: LeadEditForm | None = None,
     conflict: list[Any] | None = None,
+    task_form: Any = None,
     status: int = 200,
 ) -> Any:
-    """Render the lead page with its forms; an edit form given back keeps the user's input."""
+    """Render the lead page with its forms; an edit or task form given back keeps the user's input."""
     active_staff()  # first: the owner, surgeon and people on the page then come from the session
     timeline = build_timeline(lead.id)
     tasks = [item["obj"] for item in timeline if item["kind"] == "task"]
@@ -434,6 +435,7 @@ def render_lead_page(
         can_edit=can(current_user, "edit_leads"),
         can_note=can(current_user, "add_notes"),
         can_override=can(current_user, "override_gate"),
+        refused_task_form=task_form,
     )
     return body if status == 200 else (body, status)
 

@@ -16,7 +16,7 @@ from crm import tasks as task_rules
 from crm.authz import load_lead_for, roles
 from crm.extensions import db
 from crm.leads.forms import clinic_local_to_utc
-from crm.leads.routes import _first_error, active_staff, bp
+from crm.leads.routes import _first_error, active_staff, bp, render_lead_page
 from crm.leads.work_forms import (
     AppointmentForm,
     AppointmentOutcomeForm,
@@ -98,8 +98,7 @@ def add_task(lead_id: int) -> Response:
     form = TaskForm()
     form.assignee.choices = staff_choices()
     if not form.validate_on_submit():
-        flash(_first_error(form), "error")
-        return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="tasks-h"))
+        return _refuse_task(lead, form, _first_error(form))
     assignee = db.session.get(User, form.assignee.data) if form.assignee.data else None
     try:
         task_rules.add_task(
@@ -114,10 +113,16 @@ def add_task(lead_id: int) -> Response:
         db.session.commit()
     except task_rules.TaskRefused as error:
         db.session.rollback()
-        flash(str(error), "error")
-    else:
-        flash("Task added.", "success")
+        return _refuse_task(load_lead_for(current_user, lead_id), form, str(error))
+    flash("Task added.", "success")
     return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="tasks-h"))
+
+
+def _refuse_task(lead: Lead, form: TaskForm, message: str) -> Response:
+    """Show the lead page again with the refused task form open, as the user filled it in."""
+    flash(message, "error")
+    body, status = render_lead_page(lead, task_form=form, status=400)
+    return Response(body, status=status, mimetype="text/html")
 
 
 @bp.route("/tasks/<int:task_id>/done", methods=["POST"])
@@ -152,13 +157,19 @@ def task_undo(task_id: int) -> Response:
         flash(_first_error(form), "error")
         return _back(task, None)
     try:
-        task_rules.reopen_task(task, actor=current_user, ip=client_ip())
+        withdrawn = task_rules.reopen_task(task, actor=current_user, ip=client_ip())
+        withdrawn_title = withdrawn.title if withdrawn else None
         db.session.commit()
     except task_rules.TaskRefused as error:
         db.session.rollback()
         flash(str(error), "error")
     else:
-        flash("Task reopened.", "success")
+        flash(
+            f"Task reopened; the next attempt it proposed ({withdrawn_title}) is withdrawn."
+            if withdrawn_title
+            else "Task reopened.",
+            "success",
+        )
     return _back(task, None)
 
 

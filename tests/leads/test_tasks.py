@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlalchemy as sa
 
@@ -81,6 +83,36 @@ def test_a_task_without_a_title_is_refused_and_nothing_is_stored(client, login_a
     )
     assert "Give the task a title." in response.get_data(as_text=True)
     assert open_tasks(lead.id) == [] and fresh_lead(lead.id).next_task_due_at is None
+
+
+def test_a_refused_task_keeps_what_the_user_typed(client, login_as, make_lead, make_user):
+    login_as("front_desk")
+    colleague = make_user("front_desk", name="Ana Desk")
+    lead = make_lead()
+    token = csrf_token(page(client, f"/leads/{lead.id}"))
+    response = client.post(
+        f"/leads/{lead.id}/tasks",
+        data={
+            "csrf_token": token,
+            "title": "Send records to Dr. Lee",
+            "kind": "send_records",
+            "due_at": "",
+            "assignee": str(colleague.id),
+        },
+    )
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "Give a due date and time." in html
+    assert 'value="Send records to Dr. Lee"' in html
+    assert re.search(
+        r'<option[^>]*selected[^>]*value="send_records"|<option[^>]*value="send_records"[^>]*selected', html
+    )
+    assert re.search(
+        rf'<option[^>]*selected[^>]*value="{colleague.id}"|<option[^>]*value="{colleague.id}"[^>]*selected',
+        html,
+    )
+    assert re.search(r'<details class="editor" open>\s*<summary>Add a task</summary>', html)
+    assert open_tasks(lead.id) == []
 
 
 def test_done_and_undo_keep_the_leads_next_due_time_on_the_earliest_open_task(
@@ -196,6 +228,50 @@ def test_undoing_the_unanswered_last_attempt_withdraws_the_proposal(
     )
     assert "close as no response?" not in response.get_data(as_text=True)
     assert fresh_lead(lead.id).next_task_due_at == THURSDAY_10AM
+
+
+def test_undoing_a_no_answer_withdraws_the_next_attempt_it_proposed(
+    client, login_as, make_lead, frozen_clock
+):
+    frozen_clock(THURSDAY_10AM)
+    desk = login_as("front_desk")
+    lead = make_lead()
+    first = make_task(lead, kind="callback", title="Call back: missed call", attempt=1, assignee_id=desk.id)
+    html = no_answer(client, first.id, lead.id)
+    [second] = open_tasks(lead.id)
+    assert second.attempt == 2
+    second_id = second.id
+
+    response = client.post(
+        f"/tasks/{first.id}/undo", data={"csrf_token": csrf_token(html)}, follow_redirects=True
+    )
+
+    assert "the next attempt it proposed (Call back: attempt 2 of 3) is withdrawn" in response.get_data(
+        as_text=True
+    )
+    assert [t.id for t in open_tasks(lead.id)] == [first.id]
+    assert fresh_lead(lead.id).next_task_due_at == THURSDAY_10AM
+    assert db.session.get(Task, second_id) is None
+    withdrawn = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "task_withdrawn"))
+    assert withdrawn.detail == {"task_id": second_id, "undone_task_id": first.id}
+
+
+def test_undo_keeps_a_next_attempt_someone_already_worked(client, login_as, make_lead, frozen_clock):
+    frozen_clock(THURSDAY_10AM)
+    desk = login_as("front_desk")
+    lead = make_lead()
+    first = make_task(lead, kind="callback", title="Call back: missed call", attempt=1, assignee_id=desk.id)
+    no_answer(client, first.id, lead.id)
+    [second] = open_tasks(lead.id)
+    frozen_clock(utc(2026, 3, 6, 16, 0))
+    sign_in(client, desk.email)  # the next day: a new session
+    html = no_answer(client, second.id, lead.id)  # attempt 2 tried too: it is history now
+    [third] = open_tasks(lead.id)
+
+    client.post(f"/tasks/{first.id}/undo", data={"csrf_token": csrf_token(html)})
+
+    assert {t.id for t in open_tasks(lead.id)} == {first.id, third.id}
+    assert db.session.get(Task, second.id).done_at is not None
 
 
 POSTS = [
