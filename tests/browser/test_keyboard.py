@@ -87,6 +87,22 @@ class Keyboard:
         self.page.keyboard.press("Enter")
         expect(self.page.locator("main")).to_be_focused()
 
+    def choose(self, group: Locator, option: str) -> None:
+        """Pick a radio button as a keyboard user does: Tab into the group, arrows to the option."""
+        self.to(group.get_by_role("radio").first)
+        target = group.get_by_label(option, exact=True)
+        for _ in range(group.get_by_role("radio").count()):
+            if target.is_checked():
+                return
+            self.page.keyboard.press("ArrowDown")
+        expect(target).to_be_checked()
+
+    def tick(self, box: Locator) -> None:
+        """Tab to a checkbox and tick it with the space bar."""
+        self.to(box)
+        self.page.keyboard.press("Space")
+        expect(box).to_be_checked()
+
     def sign_in(self, base: str, email: str) -> None:
         self.page.goto(f"{base}/login")
         self.skip_to_main()
@@ -95,6 +111,13 @@ class Keyboard:
         self.to(self.page.get_by_label("Password"))
         self.page.keyboard.type(DEFAULT_PASSWORD)
         self.enter()  # Argon2 takes its time on a busy machine
+
+
+@pytest.fixture
+def app_config(app_config: Any) -> Any:
+    # The public form refuses a send quicker than any person types (2 s, tested in tests/public).
+    app_config.PUBLIC_FORM_MIN_SECONDS = 0
+    return app_config
 
 
 @pytest.fixture
@@ -232,3 +255,37 @@ def test_manager_changes_the_dashboard_range_by_keyboard(live_server, keys, make
     expect(page.get_by_label("Date range")).to_have_value("12m")
     expect(page.locator(".dash-filters")).to_contain_text("Mar 11, 2025 – Mar 10, 2026")
     print(f"\nmanager: change the dashboard range in {keys.stops} Tab stops")
+
+
+def test_a_patient_sends_the_public_form_by_keyboard(live_server, keys):
+    page = keys.page
+    page.goto(f"{live_server}/request-appointment")
+    keys.skip_to_main()
+    for label, text in (
+        ("First name", "Maria"),
+        ("Last name", "Gonzalez"),
+        ("Phone", "(469) 231-4567"),
+        ("Email", "maria.gonzalez@example.com"),
+        ("Describe your symptoms", "My lower back locks up and the pain shoots down my left leg."),
+    ):
+        keys.to(page.get_by_label(label, exact=True))
+        page.keyboard.type(text)
+    keys.tick(page.get_by_role("group", name="Where does it hurt?").get_by_label("Lower back"))
+    keys.tick(page.get_by_role("group", name="Which side?").get_by_label("Left"))
+    keys.choose(page.get_by_role("group", name="Have you tried physical therapy?"), "Yes, it did not help")
+    keys.choose(page.get_by_role("group", name=re.compile("trouble controlling your bladder")), "No")
+    keys.choose(page.get_by_role("group", name="Any new weakness in a leg or foot?"), "No")
+    keys.to(page.get_by_label("Best time to call"))
+    page.keyboard.type("Morning")
+    expect(page.get_by_label("Best time to call")).to_have_value(re.compile("morning", re.IGNORECASE))
+    keys.tick(page.get_by_label("Phone calls"))
+    keys.to(page.get_by_role("button", name="Send my request"))
+    keys.enter()
+
+    expect(page.get_by_role("heading", name="Thank you, we have your request")).to_be_visible()
+    lead = db.session.scalar(sa.select(Lead).where(Lead.last_name == "Gonzalez"))
+    assert lead is not None and lead.phone == "+14692314567"
+    codes = {t.code for t in lead.tags}
+    assert {"region:lower", "side:left", "history:failed_pt"} <= codes
+    db.session.commit()
+    print(f"\npatient: the appointment request form in {keys.stops} Tab stops")
