@@ -99,6 +99,19 @@ def parse_smtp_url(name: str, raw: str) -> str:
     return raw
 
 
+# The staff roles of crm.models.ROLES (tests/test_config.py holds the two equal): config.py is
+# imported by the crm package itself, so it cannot import crm.models.
+STAFF_ROLES = ("front_desk", "surgeon", "manager", "admin")
+
+
+def parse_roles(name: str, items: list[str]) -> list[str]:
+    """Check that each item is a staff role (``admin``, ``manager``, ``surgeon``, ``front_desk``)."""
+    for role in items:
+        if role not in STAFF_ROLES:
+            raise ConfigError(f"{name}: {role!r} is not a role; use any of {', '.join(STAFF_ROLES)}")
+    return list(dict.fromkeys(items))
+
+
 def parse_rate(name: str, raw: str) -> str:
     """Check a limit written ``10 per hour`` (second, minute, hour, day)."""
     words = raw.split()
@@ -137,7 +150,11 @@ class Config:
         self.LOGIN_ACCOUNT_FAILURES = env_int("LOGIN_ACCOUNT_FAILURES", 5, minimum=1)
         self.LOGIN_ADDRESS_FAILURES = env_int("LOGIN_ADDRESS_FAILURES", 50, minimum=1)
         self.LOGIN_WINDOW_MINUTES = env_int("LOGIN_WINDOW_MINUTES", 15, minimum=1)
-        self.REQUIRE_2FA_ROLES = env_list("REQUIRE_2FA_ROLES", self.default_2fa_roles())
+        # Minutes between the password step and the code (or forced enrolment) step.
+        self.SECOND_FACTOR_MINUTES = env_int("SECOND_FACTOR_MINUTES", 10, minimum=1)
+        self.REQUIRE_2FA_ROLES = parse_roles(
+            "REQUIRE_2FA_ROLES", env_list("REQUIRE_2FA_ROLES", self.default_2fa_roles())
+        )
         self.FORCE_HTTPS = env_bool("FORCE_HTTPS", False)
         self.SESSION_COOKIE_SECURE = env_bool("COOKIE_SECURE", False)
         self.SESSION_COOKIE_HTTPONLY = True

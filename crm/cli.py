@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from crm import audit, clock
+from crm import audit, clock, twofactor
 from crm.extensions import db
 from crm.models import ROLE_LABELS, ROLES, Lead, User
 from crm.passwords import WeakPassword, check_policy, hash_password
@@ -99,6 +99,21 @@ def user_set_password(email: str, password: str | None) -> None:
     )
     db.session.commit()
     click.echo(f"Changed the password of {user.email}; ended {ended} session(s).")
+
+
+@user_cli.command("reset-2fa")
+@click.argument("email")
+def user_reset_2fa(email: str) -> None:
+    """Clear an account's two-factor setup (a lost phone) and end its sessions."""
+    user = _user_by_email(email)
+    if not user.totp_enabled:
+        click.echo(f"{user.email} has no two-factor setup; nothing to reset.")
+        return
+    twofactor.reset(user, actor_id=None, via="cli")
+    ended = end_all_sessions(user)
+    db.session.commit()
+    then = "sets it up again at the next sign-in" if twofactor.required_for(user) else "may set it up again"
+    click.echo(f"Reset two-factor sign-in of {user.email}; ended {ended} session(s). They {then}.")
 
 
 @click.command("seed-demo")

@@ -153,9 +153,12 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deactivated_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    totp_secret: Mapped[Optional[str]] = mapped_column(sa.String(64))
+    # Two-factor sign-in (crm/twofactor.py): the TOTP secret is stored encrypted (Fernet);
+    # the last accepted time step refuses a replayed code, in every worker.
+    totp_secret: Mapped[Optional[str]] = mapped_column(sa.String(255))
     totp_enabled: Mapped[bool] = mapped_column(default=False)
-    recovery_codes: Mapped[Optional[list[str]]] = mapped_column(sa.JSON)
+    totp_enrolled_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
+    totp_last_step: Mapped[Optional[int]] = mapped_column(sa.BigInteger)
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
@@ -173,6 +176,7 @@ class UserSession(db.Model):  # type: ignore[name-defined,misc]
     """A server-side sign-in session, so that sign-out and deactivation really end it."""
 
     __tablename__ = "user_sessions"
+    __table_args__ = (sa.CheckConstraint(_in("pending", ("code", "enrol")), name="pending"),)
 
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)  # end all of a user's
@@ -180,9 +184,26 @@ class UserSession(db.Model):  # type: ignore[name-defined,misc]
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
     ip_address: Mapped[Optional[str]] = mapped_column(sa.String(64))
-    second_factor_done: Mapped[bool] = mapped_column(default=False)
+    # None once sign-in is complete. "code": the password passed, the second factor is due;
+    # "enrol": the password passed and the role requires 2FA the user has not set up yet.
+    # A pending row signs nobody in (crm/security.py: load_user_for_session).
+    pending: Mapped[Optional[str]] = mapped_column(sa.String(10))
 
     user: Mapped[User] = relationship()
+
+
+class RecoveryCode(db.Model):  # type: ignore[name-defined,misc]
+    """A single-use recovery code for two-factor sign-in; only its keyed hash is stored."""
+
+    __tablename__ = "recovery_codes"
+    # Serves: use one code (user_id, code_hash, used_at IS NULL); count a user's unused codes.
+    __table_args__ = (sa.Index("ix_recovery_codes_user_hash", "user_id", "code_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    code_hash: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime)
 
 
 class ThrottleHit(db.Model):  # type: ignore[name-defined,misc]

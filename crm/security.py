@@ -18,7 +18,7 @@ from flask import Flask, Response, current_app, request, session
 from flask_login import login_user, logout_user
 from flask_talisman import Talisman
 
-from crm import clock
+from crm import clock, twofactor
 from crm.extensions import db, login_manager
 from crm.models import ThrottleHit, User, UserSession
 from crm.passwords import check_policy, hash_password, needs_rehash, verify_password
@@ -90,12 +90,17 @@ def load_user_for_session(user_id: str) -> User | None:
     row = db.session.execute(
         sa.select(UserSession, User)
         .join(User, User.id == UserSession.user_id)
-        .where(UserSession.id == sid, UserSession.ended_at.is_(None))
+        # A pending row (password passed, second factor not yet) signs nobody in.
+        .where(UserSession.id == sid, UserSession.ended_at.is_(None), UserSession.pending.is_(None))
     ).first()
     if row is None:
         return None
     user_session, user = row
     if str(user.id) != str(user_id) or not user.active:
+        return None
+    if not user.totp_enabled and twofactor.required_for(user):
+        # The role came to require 2FA (or an admin reset it) after this sign-in: sign in
+        # again, which leads through enrolment.
         return None
     now = clock.now()
     idle = timedelta(minutes=current_app.config["SESSION_IDLE_MINUTES"])
@@ -111,18 +116,56 @@ def load_user_for_session(user_id: str) -> User | None:
     return user
 
 
-def start_session(user: User) -> None:
-    """Sign a user in with a fresh session row and a fresh cookie."""
+def start_session(user: User, *, pending: str | None = None) -> None:
+    """Sign a user in with a fresh session row and a fresh cookie.
+
+    With ``pending`` ("code" or "enrol") the row only records that the password passed:
+    nobody is signed in until ``complete_sign_in`` replaces it with a full session.
+    """
     session.clear()  # nothing from before sign-in survives it
     sid = secrets.token_urlsafe(32)
     db.session.add(
         UserSession(
-            id=sid, user_id=user.id, ip_address=client_ip(), created_at=clock.now(), last_seen_at=clock.now()
+            id=sid,
+            user_id=user.id,
+            ip_address=client_ip(),
+            created_at=clock.now(),
+            last_seen_at=clock.now(),
+            pending=pending,
         )
     )
     db.session.commit()
     session["sid"] = sid
-    login_user(user)
+    if pending is None:
+        login_user(user)
+
+
+def pending_sign_in() -> tuple[UserSession, User] | None:
+    """Return this browser's half-done sign-in (password passed, second factor due), if live."""
+    sid = session.get("sid")
+    if not sid:
+        return None
+    row = db.session.execute(
+        sa.select(UserSession, User)
+        .join(User, User.id == UserSession.user_id)
+        .where(UserSession.id == sid, UserSession.ended_at.is_(None), UserSession.pending.is_not(None))
+    ).first()
+    if row is None:
+        return None
+    user_session, user = row
+    limit = timedelta(minutes=current_app.config["SECOND_FACTOR_MINUTES"])
+    if not user.active or clock.now() - user_session.created_at > limit:
+        user_session.ended_at = clock.now()
+        db.session.commit()
+        session.clear()
+        return None
+    return user_session, user
+
+
+def complete_sign_in(user: User) -> None:
+    """Finish a two-step sign-in: end the pending row and start a full session (a new id)."""
+    end_session()
+    start_session(user)
 
 
 def end_session() -> None:
@@ -190,6 +233,8 @@ def purge_old_hits(older_than: timedelta = timedelta(days=1)) -> None:
 # --------------------------------------------------------------------------- sign-in
 
 GENERIC_FAILURE = "That email and password don't match an active account."
+RENEW_CODES = "Make new ones on the Account security page (your name, top right)."
+WRONG_CODE = "That code doesn't match. Check your authenticator app and type the code it shows now."
 
 
 @dataclass(frozen=True)
@@ -198,6 +243,7 @@ class SignInResult:
 
     user: User | None
     message: str | None = None
+    locked: bool = False
 
 
 def authenticate(email: str, password: str, ip: str) -> SignInResult:
@@ -214,11 +260,7 @@ def authenticate(email: str, password: str, ip: str) -> SignInResult:
         "login-lock", email, window
     ):
         # Counted for unknown emails too, so a lock says nothing about whether one exists.
-        return SignInResult(
-            None,
-            f"This account is locked for {cfg['LOGIN_WINDOW_MINUTES']} minutes after too many "
-            "failed sign-ins. Ask an admin if you need in sooner.",
-        )
+        return SignInResult(None, _locked_message(cfg))
     user = db.session.scalar(sa.select(User).where(User.email == email))
     ok = verify_password(user.password_hash if user else None, password)
     if not ok or user is None or not user.active:
@@ -234,5 +276,48 @@ def authenticate(email: str, password: str, ip: str) -> SignInResult:
     clear_hits("login-account", email)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
+    db.session.commit()
+    return SignInResult(user)
+
+
+def _locked_message(cfg: dict[str, Any]) -> str:
+    return (
+        f"This account is locked for {cfg['LOGIN_WINDOW_MINUTES']} minutes after too many "
+        "failed sign-ins. Ask an admin if you need in sooner."
+    )
+
+
+def check_second_factor(user: User, code: str, ip: str) -> SignInResult:
+    """Check a sign-in code (or recovery code) under the same account lock as passwords.
+
+    Wrong codes count in their own scope; reaching ``LOGIN_ACCOUNT_FAILURES`` of them sets
+    the account's sign-in lock, so guessing codes is no cheaper than guessing passwords.
+    The result's ``locked`` says the pending sign-in must end.
+    """
+    cfg: dict[str, Any] = current_app.config
+    window = timedelta(minutes=cfg["LOGIN_WINDOW_MINUTES"])
+    email = user.email
+    if count_hits("login-lock", email, window):
+        return SignInResult(None, _locked_message(cfg), locked=True)
+    try:
+        kind = twofactor.verify(user, code, ip=ip)
+    except twofactor.TwoFactorRefused as refusal:  # the stored secret cannot be read
+        return SignInResult(None, str(refusal))
+    if kind is None:
+        record_hit("2fa-account", email)
+        record_hit("login-address", ip)
+        db.session.flush()
+        if count_hits("2fa-account", email, window) >= cfg["LOGIN_ACCOUNT_FAILURES"]:
+            record_hit("login-lock", email)
+            clear_hits("2fa-account", email)
+            db.session.commit()
+            return SignInResult(None, _locked_message(cfg), locked=True)
+        db.session.commit()
+        return SignInResult(None, WRONG_CODE)
+    clear_hits("2fa-account", email)
+    if kind == "recovery":
+        left = twofactor.unused_recovery_codes(user)
+        db.session.commit()
+        return SignInResult(user, f"You signed in with a recovery code; {left} left. {RENEW_CODES}")
     db.session.commit()
     return SignInResult(user)

@@ -61,6 +61,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ("COOKIE_SECURE", "2"),
         ("PROXY_HOPS", "-1"),
         ("CRM_ENV", "staging"),
+        ("REQUIRE_2FA_ROLES", "admin,superuser"),
+        ("REQUIRE_2FA_ROLES", "Admin"),
     ],
 )
 def test_a_malformed_variable_stops_with_its_name(monkeypatch, name, value):
@@ -102,6 +104,18 @@ def test_defaults_are_the_documented_ones():
     assert (cfg.LOGIN_ACCOUNT_FAILURES, cfg.LOGIN_ADDRESS_FAILURES, cfg.LOGIN_WINDOW_MINUTES) == (5, 50, 15)
     assert cfg.PROXY_HOPS == 0
     assert cfg.SESSION_COOKIE_SECURE is False  # plain-HTTP development (STACK.md gotcha 4)
+    assert cfg.REQUIRE_2FA_ROLES == []  # the demo logins of `make run` need no second factor
+
+
+def test_require_2fa_roles_reads_a_comma_list_of_roles(monkeypatch):
+    monkeypatch.setenv("REQUIRE_2FA_ROLES", " admin, manager ,admin")
+    assert load_config().REQUIRE_2FA_ROLES == ["admin", "manager"]
+
+
+def test_the_roles_config_knows_are_the_models_roles():
+    from crm.models import ROLES
+
+    assert config.STAFF_ROLES == ROLES
 
 
 @pytest.mark.parametrize("secret", [None, "", DEFAULT_SECRET_KEY, "short-secret"])

@@ -1,5 +1,6 @@
-"""Sign-in, sign-out and the home page that sends each role to its own work."""
+"""Sign-in (with two-factor when due), sign-out, account security, and the home page."""
 
+from crm.auth import account_routes  # noqa: F401  (its routes join bp)
 from crm.auth.routes import bp
 
 __all__ = ["bp"]

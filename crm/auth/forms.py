@@ -1,7 +1,7 @@
-"""Sign-in form."""
+"""Sign-in, second-factor and account security forms."""
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField
+from wtforms import EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 
@@ -14,3 +14,36 @@ class LoginForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     """An empty form: sign-out is a POST, so it carries a CSRF token."""
+
+
+class CodeForm(FlaskForm):
+    """The second sign-in step: a code from the authenticator app, or a recovery code."""
+
+    code = StringField("Code", validators=[DataRequired("Enter the code from your app."), Length(max=40)])
+
+
+class EnrolForm(FlaskForm):
+    """Confirm a new authenticator: the secret being set up rides back in a signed token."""
+
+    token = HiddenField(validators=[DataRequired("This setup has expired. Start again."), Length(max=400)])
+    code = StringField(
+        "6-digit code from your app",
+        validators=[DataRequired("Enter the code from your app."), Length(max=40)],
+    )
+
+
+class RegenerateCodesForm(FlaskForm):
+    """New recovery codes, after a current code."""
+
+    code = StringField(
+        "Code from your app", validators=[DataRequired("Enter the code from your app."), Length(max=40)]
+    )
+
+
+class DisableTwoFactorForm(FlaskForm):
+    """Turning two-factor sign-in off needs both factors."""
+
+    password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=256)])
+    code = StringField(
+        "Code from your app", validators=[DataRequired("Enter the code from your app."), Length(max=40)]
+    )
