@@ -78,6 +78,7 @@ def engine_options(url: str) -> dict[str, Any]:
 
 def register_extensions(app: Flask) -> None:
     """Bind the extensions and the SQLite connection rules."""
+    from crm import rollups
     from crm.db_setup import install_sqlite_rules
     from crm.extensions import csrf, db, login_manager, migrate
 
@@ -85,6 +86,7 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     login_manager.init_app(app)
+    rollups.install()  # dashboard roll-ups follow every write, in its transaction
     with app.app_context():
         install_sqlite_rules(db.engine)
 

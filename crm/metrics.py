@@ -13,29 +13,55 @@ Definitions shared by all functions:
   on in the survivor's) and a lead marked "not a patient" never count anywhere.
 - **Filters** (``Filters``) narrow the cohort: ``source`` and ``campaign`` equal the lead's,
   ``tag`` is an *active* tag on the lead, ``owner_id`` its owner.
+
+**Roll-ups.** When a period is whole clinic-local days (every dashboard range is) and the
+filters are ones a roll-up table is keyed by, a function reads the roll-ups of
+``crm.rollups`` (the same numbers, pre-grouped and kept in step with every write) instead of
+the raw tables: whole months (or weeks) from the coarse rows, the days at either end from
+the day rows. Otherwise it runs the raw query. ``tests/test_rollups.py`` checks both agree.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from math import ceil, floor
 from typing import Any
 
 import sqlalchemy as sa
 from flask import g, has_request_context
+from sqlalchemy.orm import aliased
 
 from crm.extensions import db
-from crm.models import STAGES, Call, Lead, LeadTag, StageChange, User
-from crm.settings import get_settings
+from crm.models import (
+    STAGES,
+    Call,
+    Lead,
+    LeadTag,
+    RollupLeadFacts,
+    StageChange,
+    Task,
+    User,
+    rollup_calls,
+    rollup_lead_origins,
+    rollup_lead_tags,
+    rollup_leads,
+    rollup_speed,
+    rollup_speed_staff,
+    rollup_staff,
+)
+from crm.rollups import bucket, speed_bin
+from crm.settings import clinic_tz, get_settings
 
 # The funnel's stages, in order (closed is an exit, not a step).
 FUNNEL_STAGES = STAGES[: STAGES.index("closed")]
 ORDER = {stage: i for i, stage in enumerate(FUNNEL_STAGES)}
 CONSULT = ORDER["consult_scheduled"]
 SURGERY = ORDER["surgery_scheduled"]
-BY_COLUMNS = ("source", "campaign", "tag")
-STALLED_LIMIT = 100
+BY_COLUMNS = ("source", "campaign", "tag", "landing_page", "practice")
+STALLED_LIMIT = 25  # stalled leads per page of the stage-aging list
+STALLED_PAGES = 40  # the list goes no deeper than this many pages (the counts cover every lead)
 
 
 @dataclass(frozen=True)
@@ -85,6 +111,56 @@ def _cohort(period: Period, filters: Filters) -> list[sa.ColumnElement[bool]]:
     return [Lead.created_at >= period.start, Lead.created_at < period.end, *_filtered(filters)]
 
 
+USE_ROLLUPS = True  # tests turn it off to compare the roll-ups with the raw queries
+
+
+def _local_days(period: Period) -> tuple[date, date] | None:
+    """Return ``[first, end)`` clinic-local dates when the period is whole local days, else None."""
+    if not USE_ROLLUPS:
+        return None
+    tz = clinic_tz()
+    first, end = period.start.astimezone(tz), period.end.astimezone(tz)
+    if first.time() != time() or end.time() != time() or end <= first:
+        return None
+    return first.date(), end.date()
+
+
+def _in_buckets(table: sa.Table, days: tuple[date, date], coarse: str) -> sa.ColumnElement[bool]:
+    """Select a roll-up's rows covering ``[first, end)``: whole coarse buckets, then day rows."""
+    first, end = days
+    whole: list[date] = []
+    cursor = bucket(first, coarse)
+    if cursor < first:
+        cursor = _next_bucket(cursor, coarse)
+    lo = cursor
+    while _next_bucket(cursor, coarse) <= end:
+        whole.append(cursor)
+        cursor = _next_bucket(cursor, coarse)
+    if not whole:
+        return sa.and_(table.c.grain == "d", table.c.bucket >= first, table.c.bucket < end)
+    return sa.or_(
+        sa.and_(table.c.grain == coarse, table.c.bucket.in_(whole)),
+        sa.and_(table.c.grain == "d", table.c.bucket >= first, table.c.bucket < lo),
+        sa.and_(table.c.grain == "d", table.c.bucket >= cursor, table.c.bucket < end),
+    )
+
+
+def _next_bucket(day: date, grain: str) -> date:
+    if grain == "w":
+        return day + timedelta(days=7)
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def _reach_counts(rows: list[Any]) -> dict[Any, list[int]]:
+    """Turn ``(group, reached, leads)`` rows into group → leads reaching each funnel step."""
+    out: dict[Any, list[int]] = {}
+    for group, reached, n in rows:
+        counts = out.setdefault(group, [0] * len(FUNNEL_STAGES))
+        for i in range(min(int(reached), len(FUNNEL_STAGES) - 1) + 1):
+            counts[i] += int(n)
+    return out
+
+
 def _order_of(column: Any) -> sa.ColumnElement[int]:
     """The funnel position of a stage column; -1 for closed (an exit reaches nothing)."""
     return sa.case(ORDER, value=column, else_=-1)
@@ -127,11 +203,28 @@ def funnel_and_sources(
     The cohort is grouped by source with a count per funnel stage (at most six rows); the
     funnel is their sum, so both charts cost one query.
     """
-    rows = _reach_rows(period, filters, Lead.source.label("group"))
-    reached = [sa.func.sum(sa.case((rows.c.reached >= i, 1), else_=0)) for i in ORDER.values()]
-    groups: list[Any] = db.session.execute(  # type: ignore[assignment]
-        sa.select(rows.c.group, *reached).group_by(rows.c.group)
-    ).all()
+    days = _local_days(period)
+    if days and not filters.tag and not filters.owner_id:
+        t = rollup_leads
+        where = [_in_buckets(t, days, "m")]
+        if filters.source:
+            where.append(t.c.source == filters.source)
+        if filters.campaign:
+            where.append(t.c.campaign == filters.campaign)
+        counted = _reach_counts(
+            db.session.execute(
+                sa.select(t.c.source, t.c.reached, sa.func.sum(t.c.leads))
+                .where(*where)
+                .group_by(t.c.source, t.c.reached)
+            ).all()
+        )
+        groups: list[Any] = [(g, *c) for g, c in counted.items() if c[0]]
+    else:
+        rows = _reach_rows(period, filters, Lead.source.label("group"))
+        reached = [sa.func.sum(sa.case((rows.c.reached >= i, 1), else_=0)) for i in ORDER.values()]
+        groups = db.session.execute(  # type: ignore[assignment]
+            sa.select(rows.c.group, *reached).group_by(rows.c.group)
+        ).all()
     totals = [sum(int(g[i + 1]) for g in groups) for i in range(len(FUNNEL_STAGES))]
     by_source = [_conversion_row(g[0], int(g[1]), int(g[1 + CONSULT]), int(g[1 + SURGERY])) for g in groups]
     by_source.sort(key=lambda r: (-r["leads"], r["group"]))
@@ -181,8 +274,10 @@ def _conversion_row(group: str, leads: int, consults: int, surgeries: int) -> di
 def conversion_by(by: str, period: Period, filters: Filters = NO_FILTERS) -> list[dict[str, Any]]:
     """Share of the cohort that reached ``consult_scheduled`` and ``surgery_scheduled``, by group.
 
-    ``by`` is ``source``, ``campaign`` (``None`` shown as ``"(none)"``) or ``tag`` (each active
-    tag on a lead; a lead with two tags counts in both groups, one without tags in none).
+    ``by`` is ``source``, ``campaign`` (``None`` shown as ``"(none)"``), ``tag`` (each active
+    tag on a lead; a lead with two tags counts in both groups, one without tags in none),
+    ``landing_page`` or ``practice`` (the referring practice's id; leads without one are left
+    out of these two).
     "Reached" is the funnel's definition. Rows: ``group``, ``leads``, ``consults``,
     ``surgeries``, ``consult_rate``, ``surgery_rate``; most leads first.
     """
@@ -190,6 +285,9 @@ def conversion_by(by: str, period: Period, filters: Filters = NO_FILTERS) -> lis
         raise ValueError(f"unknown grouping: {by}")
     if by == "source":
         return funnel_and_sources(period, filters)[1]
+    rolled = _conversion_from_rollups(by, period, filters)
+    if rolled is not None:
+        return rolled
     if by == "tag":
         rows = _reach_rows(period, filters)
         group: Any = LeadTag.code
@@ -197,9 +295,16 @@ def conversion_by(by: str, period: Period, filters: Filters = NO_FILTERS) -> lis
             rows, LeadTag, sa.and_(LeadTag.lead_id == rows.c.lead_id, LeadTag.state == "active")
         )
         inner = base.subquery()
-    else:
+    elif by == "campaign":
         column = sa.func.coalesce(Lead.campaign, "(none)")
         inner = _reach_rows(period, filters, column.label("group"))
+    else:
+        column = Lead.landing_page if by == "landing_page" else Lead.referring_practice_id
+        rows = _reach_rows(period, filters, column.label("group"))
+        present = rows.c.group.is_not(None)
+        inner = (
+            sa.select(rows).where(present, rows.c.group != "" if by == "landing_page" else present).subquery()
+        )
     leads = sa.func.count()
     consults = sa.func.sum(sa.case((inner.c.reached >= CONSULT, 1), else_=0))
     surgeries = sa.func.sum(sa.case((inner.c.reached >= SURGERY, 1), else_=0))
@@ -208,60 +313,156 @@ def conversion_by(by: str, period: Period, filters: Filters = NO_FILTERS) -> lis
         .group_by(inner.c.group)
         .order_by(leads.desc(), inner.c.group)
     ).all()
-    return [_conversion_row(g, n, int(c), int(s)) for g, n, c, s in result]
+    out = [_conversion_row(str(g), n, int(c), int(s)) for g, n, c, s in result]
+    out.sort(key=lambda r: (-r["leads"], r["group"]))
+    return out
 
 
-def _minutes(later: Any, earlier: Any) -> sa.ColumnElement[Any]:
-    """Wall-clock minutes between two UTC datetime columns, on SQLite and PostgreSQL."""
-    if db.engine.dialect.name == "sqlite":
-        return (sa.func.julianday(later) - sa.func.julianday(earlier)) * 1440.0
-    return sa.func.extract("epoch", later - earlier) / 60.0
-
-
-def _percentile(ranked: list[tuple[int, float]], n: int, p: float) -> float:
-    """Interpolate the p-th percentile as ``percentile_cont`` does, from the ranked neighbours."""
-    at = (n - 1) * p
-    by_rank = dict(ranked)
-    lo, hi = by_rank[floor(at)], by_rank[ceil(at)]
-    return lo + (hi - lo) * (at - floor(at))
+def _conversion_from_rollups(by: str, period: Period, filters: Filters) -> list[dict[str, Any]] | None:
+    """Read ``conversion_by`` from the roll-ups, or None when they cannot answer it."""
+    days = _local_days(period)
+    if days is None or filters.tag or filters.owner_id:
+        return None
+    if by == "campaign":
+        t = rollup_leads
+        where = [_in_buckets(t, days, "m")]
+        if filters.source:
+            where.append(t.c.source == filters.source)
+        if filters.campaign:
+            where.append(t.c.campaign == filters.campaign)
+        group: Any = t.c.campaign
+    elif filters.source or filters.campaign:
+        return None
+    elif by == "tag":
+        t = rollup_lead_tags
+        where, group = [_in_buckets(t, days, "m")], t.c.tag
+    else:
+        t = rollup_lead_origins
+        kind = "landing" if by == "landing_page" else "practice"
+        where, group = [_in_buckets(t, days, "m"), t.c.kind == kind], t.c.value
+    counted = _reach_counts(
+        db.session.execute(
+            sa.select(group, t.c.reached, sa.func.sum(t.c.leads)).where(*where).group_by(group, t.c.reached)
+        ).all()
+    )
+    out = [
+        _conversion_row((g or "(none)") if by == "campaign" else g, c[0], c[CONSULT], c[SURGERY])
+        for g, c in counted.items()
+        if c[0]
+    ]
+    out.sort(key=lambda r: (-r["leads"], r["group"]))
+    return out
 
 
 def speed_to_lead(period: Period, filters: Filters = NO_FILTERS) -> dict[str, Any]:
-    """Median and 90th percentile *wall-clock* minutes from a lead's creation to its first contact.
+    """Business minutes from a lead's creation to its first contact: median, 90th percentile, share in target.
 
-    The cohort is the period's leads that were contacted (``first_contact_at`` set, by the
-    intake's rule: an answered call or a move to ``contacted``); ``waiting`` counts those not
-    yet contacted. Percentiles are exact and the same on both databases: ``percentile_cont``'s
-    linear interpolation between the values ranked ``floor((n-1)p)`` and ``ceil((n-1)p)``,
-    found by a window-ranked query that returns only those few rows. Wall minutes, not
-    business minutes: the clinic's target is in business minutes and is enforced in the
-    queue; a night lead's wall time here includes the night.
+    The cohort is the period's leads (filters apply); ``contacted`` are those with a first
+    contact (``first_contact_at``, the intake's rule: an answered call or a move to
+    ``contacted``), ``waiting`` the others. Minutes are **business minutes** of the clinic's
+    calendar (opening hours, holidays; ``crm.business_hours``), so a lead that came in on
+    Friday night and was called at 8:10 on Monday took 10 minutes; each lead's figure is
+    rounded *up* to the whole minute, so "within target" (``within``, a share of the
+    contacted) means at most ``target`` (``ClinicSettings.speed_to_lead_minutes``) real
+    business minutes. Median and 90th percentile interpolate as ``percentile_cont`` does,
+    over this whole-minute histogram (the same on SQLite, which has no ``percentile_cont``,
+    and PostgreSQL).
+
+    Also returns ``by_week`` (the clinic-local Monday of the lead's creation) and ``by_staff``
+    (who made the first contact: the handler of the lead's first answered call, else whoever
+    moved it to ``contacted``; "(unknown)" for neither, user id 0).
     """
-    minutes = _minutes(Lead.first_contact_at, Lead.created_at).label("m")
-    contacted = (
-        sa.select(minutes).where(*_cohort(period, filters), Lead.first_contact_at.is_not(None)).subquery()
+    target = get_settings().speed_to_lead_minutes
+    by_day, by_person = _speed_histograms(period, filters)
+    overall: dict[int, int] = defaultdict(int)
+    weeks: dict[date, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    staff_hist: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    waiting = 0
+    for day, minutes, n in by_day:
+        if minutes < 0:
+            waiting += n
+            continue
+        overall[minutes] += n
+        weeks[bucket(day, "w")][minutes] += n
+    for contact_by, minutes, n in by_person:
+        staff_hist[contact_by][minutes] += n
+    names = dict(
+        db.session.execute(
+            sa.select(User.id, User.name).where(User.id.in_([u for u in staff_hist if u]))
+        ).all()
     )
-    ranked = sa.select(
-        contacted.c.m,
-        (sa.func.row_number().over(order_by=contacted.c.m) - 1).label("i"),
-        sa.func.count().over().label("n"),
-    ).subquery()
-    at50, at90 = (ranked.c.n - 1) * 0.5, (ranked.c.n - 1) * 0.9
-    near = sa.or_(sa.between(ranked.c.i, at50 - 1, at50 + 1), sa.between(ranked.c.i, at90 - 1, at90 + 1))
-    rows = db.session.execute(sa.select(ranked.c.i, ranked.c.m, ranked.c.n).where(near)).all()
-    waiting = db.session.scalar(
-        sa.select(sa.func.count()).where(*_cohort(period, filters), Lead.first_contact_at.is_(None))
-    )
-    if not rows:
-        return {"contacted": 0, "waiting": waiting or 0, "median": None, "p90": None}
-    n = rows[0].n
-    ranks = [(r.i, float(r.m)) for r in rows]
+    by_staff = [
+        {"user_id": u, "name": names.get(u, "(unknown)"), **_summary(h, target)}
+        for u, h in staff_hist.items()
+    ]
+    by_staff.sort(key=lambda r: (-r["contacted"], r["name"]))
     return {
-        "contacted": n,
-        "waiting": waiting or 0,
-        "median": round(_percentile(ranks, n, 0.5), 1),
-        "p90": round(_percentile(ranks, n, 0.9), 1),
+        "target": target,
+        "waiting": waiting,
+        **_summary(overall, target),
+        "by_week": [{"week": w, **_summary(h, target)} for w, h in sorted(weeks.items())],
+        "by_staff": by_staff,
     }
+
+
+def _speed_histograms(
+    period: Period, filters: Filters
+) -> tuple[list[tuple[date, int, int]], list[tuple[int, int, int]]]:
+    """Return ``(day, minutes, leads)`` and ``(contact_by, minutes, leads)`` rows of the cohort.
+
+    ``minutes`` is the binned business minutes (``crm.rollups.speed_bin``), -1 not contacted.
+    """
+    days = _local_days(period)
+    if days and filters == NO_FILTERS:
+        t, u = rollup_speed, rollup_speed_staff
+        by_day = db.session.execute(
+            sa.select(t.c.bucket, t.c.minutes, sa.func.sum(t.c.leads))
+            .where(_in_buckets(t, days, "w"))
+            .group_by(t.c.bucket, t.c.minutes)
+        ).all()
+        by_person = db.session.execute(
+            sa.select(u.c.contact_by, u.c.minutes, sa.func.sum(u.c.leads))
+            .where(_in_buckets(u, days, "m"))
+            .group_by(u.c.contact_by, u.c.minutes)
+        ).all()
+        return (  # a bin that went back to 0 leads is still a row: leave it out
+            [(d, int(m), int(n)) for d, m, n in by_day if n],
+            [(int(c), int(m), int(n)) for c, m, n in by_person if n],
+        )
+    f = RollupLeadFacts
+    minutes = sa.func.coalesce(f.speed_minutes, -1)
+    rows = db.session.execute(
+        sa.select(f.day, f.contact_by, minutes, sa.func.count())
+        .join(Lead, Lead.id == f.lead_id)
+        .where(*_cohort(period, filters))
+        .group_by(f.day, f.contact_by, minutes)
+    ).all()
+    binned = [(d, int(c), speed_bin(int(m)) if m >= 0 else -1, int(n)) for d, c, m, n in rows]
+    return [(d, m, n) for d, _c, m, n in binned], [(c, m, n) for _d, c, m, n in binned if m >= 0]
+
+
+def _summary(histogram: dict[int, int], target: int) -> dict[str, Any]:
+    """Count, median, 90th percentile and share within target of a minute → leads histogram."""
+    n = sum(histogram.values())
+    if not n:
+        return {"contacted": 0, "median": None, "p90": None, "within": None}
+    ordered = sorted(histogram.items())
+
+    def at(rank: int) -> float:
+        seen = 0
+        for value, count in ordered:
+            seen += count
+            if rank < seen:
+                return float(value)
+        return float(ordered[-1][0])
+
+    def percentile(p: float) -> float:
+        rank = (n - 1) * p
+        lo, hi = at(floor(rank)), at(ceil(rank))
+        return round(lo + (hi - lo) * (rank - floor(rank)), 1)
+
+    within = sum(c for v, c in ordered if v <= target)
+    return {"contacted": n, "median": percentile(0.5), "p90": percentile(0.9), "within": within / n}
 
 
 def calls(period: Period) -> dict[str, Any]:
@@ -276,7 +477,24 @@ def calls(period: Period) -> dict[str, Any]:
     period. ``missed`` is the intake's rule: status no-answer/busy/failed/canceled, or a
     voicemail that no staff leg answered. Outbound attempts are never missed calls (nobody
     was calling us) and are left out of both sides.
+
+    **Call-backs within target**: of the period's missed inbound calls that got a call-back
+    task (the intake makes one per missed call), ``callbacks_on_time`` were done by the task's
+    due time (the clinic's call-back target, in business minutes, set when the task was made);
+    ``callback_rate`` is their share.
     """
+    days = _local_days(period)
+    if days:
+        t = rollup_calls
+        sums = [sa.func.sum(t.c[v]) for v in ("calls", "inbound", "missed", "callbacks", "callbacks_on_time")]
+        cell_rows = db.session.execute(
+            sa.select(t.c.weekday, t.c.hour, *sums)
+            .where(_in_buckets(t, days, "m"))
+            .group_by(t.c.weekday, t.c.hour)
+        ).all()
+        cells = [{"weekday": int(r[0]), "hour": int(r[1]), "calls": int(r[2])} for r in cell_rows if r[2]]
+        inbound, missed, callbacks, on_time = (sum(int(r[i]) for r in cell_rows) for i in (3, 4, 5, 6))
+        return _calls_result(cells, inbound, missed, callbacks, on_time)
     grid: dict[tuple[int, int], int] = {}
     inbound = missed = 0
     for weekday, hour, is_inbound, is_missed, _contact_by, n in _call_groups(period):
@@ -284,12 +502,35 @@ def calls(period: Period) -> dict[str, Any]:
         inbound += n if is_inbound else 0
         missed += n if is_missed else 0
     cells = [{"weekday": w, "hour": h, "calls": n} for (w, h), n in sorted(grid.items())]
+    missed_in_period = sa.and_(
+        Call.started_at >= period.start, Call.started_at < period.end, Call.missed.is_(True)
+    )
+    callbacks, on_time = db.session.execute(
+        sa.select(
+            sa.func.count(Task.id),
+            sa.func.sum(
+                sa.case((sa.and_(Task.done_at.is_not(None), Task.done_at <= Task.due_at), 1), else_=0)
+            ),
+        )
+        .select_from(Call)
+        .join(Task, sa.and_(Task.call_id == Call.id, Task.kind == "callback"))
+        .where(missed_in_period)
+    ).one()
+    return _calls_result(cells, inbound, missed, int(callbacks or 0), int(on_time or 0))
+
+
+def _calls_result(
+    cells: list[dict[str, Any]], inbound: int, missed: int, callbacks: int, on_time: int
+) -> dict[str, Any]:
     return {
-        "cells": cells,
-        "total": sum(grid.values()),
+        "cells": sorted(cells, key=lambda c: (c["weekday"], c["hour"])),
+        "total": sum(c["calls"] for c in cells),
         "inbound": inbound,
         "missed": missed,
         "missed_rate": (missed / inbound) if inbound else None,
+        "callbacks": callbacks,
+        "callbacks_on_time": on_time,
+        "callback_rate": (on_time / callbacks) if callbacks else None,
     }
 
 
@@ -319,14 +560,15 @@ def _call_groups(period: Period) -> list[tuple[int, int, bool, bool, int | None,
 
 
 def stage_aging(
-    filters: Filters = NO_FILTERS, *, now: datetime, limit: int = STALLED_LIMIT
+    filters: Filters = NO_FILTERS, *, now: datetime, limit: int = STALLED_LIMIT, page: int = 1
 ) -> dict[str, Any]:
     """Open leads sitting in their stage longer than the clinic's limit for it, oldest first.
 
     Open = not closed (and counted: not merged away, not "not a patient"). A lead is stalled
     when ``now - stage_entered_at`` exceeds ``ClinicSettings.stage_aging_days[stage]``; stages
     with no limit never stall. Returns ``by_stage`` (stage → stalled count, every stalled lead)
-    and ``leads`` (the ``limit`` oldest: id, name, stage, entered, days).
+    and ``leads`` (page ``page`` of ``limit`` leads, oldest first: id, name, stage, entered,
+    days); pages stop at ``STALLED_PAGES``.
     """
     limits = {s: d for s, d in (get_settings().stage_aging_days or {}).items() if s in ORDER and d}
     if not limits:
@@ -347,6 +589,7 @@ def stage_aging(
         .where(*where)
         .order_by(Lead.stage_entered_at, Lead.id)
         .limit(limit)
+        .offset(limit * (min(max(page, 1), STALLED_PAGES) - 1))
     ).all()
     return {
         "by_stage": by_stage,
@@ -377,6 +620,20 @@ def staff(period: Period) -> list[dict[str, Any]]:
     Moves of merged-away or not-a-patient leads do not count; system moves (no actor) are
     nobody's. Rows for staff with any credit, most contacts first.
     """
+    days = _local_days(period)
+    credit: dict[int, list[int]] = {}
+    if days:
+        t = rollup_staff
+        for user_id, c, m, v in db.session.execute(
+            sa.select(
+                t.c.user_id, sa.func.sum(t.c.contacts), sa.func.sum(t.c.moves), sa.func.sum(t.c.conversions)
+            )
+            .where(_in_buckets(t, days, "m"))
+            .group_by(t.c.user_id)
+        ):
+            if c or m or v:
+                credit[int(user_id)] = [int(c), int(m), int(v)]
+        return _staff_rows(credit)
     in_period = sa.and_(StageChange.at >= period.start, StageChange.at < period.end)
     moves: list[Any] = db.session.execute(  # type: ignore[assignment]
         sa.select(
@@ -389,13 +646,16 @@ def staff(period: Period) -> list[dict[str, Any]]:
         .where(in_period, StageChange.actor_id.in_(sa.select(User.id)), _counted())
         .group_by(StageChange.actor_id)
     ).all()
-    credit: dict[int, list[int]] = {}
     for *_cell, contact_by, n in _call_groups(period):
         if contact_by is not None:
             credit.setdefault(contact_by, [0, 0, 0])[0] += n
     for actor_id, n, conversions in moves:
         entry = credit.setdefault(actor_id, [0, 0, 0])
         entry[1], entry[2] = int(n), int(conversions)
+    return _staff_rows(credit)
+
+
+def _staff_rows(credit: dict[int, list[int]]) -> list[dict[str, Any]]:
     if not credit:
         return []
     people = db.session.execute(sa.select(User.id, User.name, User.role).where(User.id.in_(credit))).all()
@@ -408,14 +668,20 @@ def staff(period: Period) -> list[dict[str, Any]]:
     return rows
 
 
-def surgeon_numbers(surgeon_id: int, period: Period) -> dict[str, int]:
-    """A surgeon's own referrals in the period: received, accepted, declined.
+def surgeon_numbers(surgeon_id: int, period: Period) -> dict[str, Any]:
+    """A surgeon's own numbers in the period.
 
     - **received**: moves *into* ``surgical_review`` in the period of leads now assigned to
       this surgeon;
     - **accepted**: the surgeon's own moves from ``surgical_review`` to ``consult_scheduled``;
     - **declined**: the surgeon's own moves from ``surgical_review`` to ``closed`` or back to
-      ``conservative_care``.
+      ``conservative_care``;
+    - **days to decision** (``decision_days_median``, ``decision_days_max``): for each of those
+      decisions, days (fractional, wall clock) since the lead last entered
+      ``surgical_review`` before it; median interpolated as ``percentile_cont``;
+    - **consults → surgery**: ``consults`` = leads now assigned to this surgeon moved to
+      ``consult_completed`` in the period; ``to_surgery`` = how many of them have (ever) been
+      moved to ``surgery_scheduled`` after that.
 
     Merged-away and not-a-patient leads are excluded.
     """
@@ -442,4 +708,55 @@ def surgeon_numbers(surgeon_id: int, period: Period) -> dict[str, int]:
         .join(Lead, Lead.id == StageChange.lead_id)
         .where(in_period, _counted())
     ).one()
-    return {"received": int(row[0] or 0), "accepted": int(row[1] or 0), "declined": int(row[2] or 0)}
+    entered = aliased(StageChange)
+    since = (
+        sa.select(sa.func.max(entered.at))
+        .where(
+            entered.lead_id == StageChange.lead_id,
+            entered.to_stage == "surgical_review",
+            entered.at <= StageChange.at,
+        )
+        .scalar_subquery()
+    )
+    decided = sa.and_(
+        from_review, StageChange.to_stage.in_(("consult_scheduled", "closed", "conservative_care"))
+    )
+    waits = sorted(
+        (at - start).total_seconds() / 86400
+        for at, start in db.session.execute(
+            sa.select(StageChange.at, since)
+            .join(Lead, Lead.id == StageChange.lead_id)
+            .where(in_period, decided, _counted())
+        )
+        if start is not None
+    )
+    later = aliased(StageChange)
+    to_surgery = sa.exists().where(
+        later.lead_id == StageChange.lead_id,
+        later.to_stage == "surgery_scheduled",
+        later.at >= StageChange.at,
+    )
+    consults, surgeries = db.session.execute(
+        sa.select(
+            sa.func.count(sa.distinct(StageChange.lead_id)),
+            sa.func.count(sa.distinct(sa.case((to_surgery, StageChange.lead_id), else_=None))),
+        )
+        .join(Lead, Lead.id == StageChange.lead_id)
+        .where(
+            in_period, StageChange.to_stage == "consult_completed", Lead.surgeon_id == surgeon_id, _counted()
+        )
+    ).one()
+    median = None
+    if waits:
+        at = (len(waits) - 1) * 0.5
+        median = waits[floor(at)] + (waits[ceil(at)] - waits[floor(at)]) * (at - floor(at))
+    return {
+        "received": int(row[0] or 0),
+        "accepted": int(row[1] or 0),
+        "declined": int(row[2] or 0),
+        "decisions": len(waits),
+        "decision_days_median": None if median is None else round(median, 1),
+        "decision_days_max": round(waits[-1], 1) if waits else None,
+        "consults": int(consults or 0),
+        "to_surgery": int(surgeries or 0),
+    }

@@ -331,6 +331,8 @@ class Lead(db.Model):  # type: ignore[name-defined,misc]
         sa.Index("ix_leads_queue_created", "in_queue", "created_at"),
         # Filters: stage counts and stage filter; owner's leads; source/campaign; dashboard cohorts.
         sa.Index("ix_leads_stage_created", "stage", "created_at"),
+        # Dashboard stage aging: stalled leads per stage, oldest first (covering its counts).
+        sa.Index("ix_leads_stage_entered", "stage", "stage_entered_at", "merged_into_id", "not_a_patient"),
         sa.Index("ix_leads_owner_created", "owner_id", "created_at"),
         sa.Index("ix_leads_source_created", "source", "created_at"),
         sa.Index("ix_leads_campaign_created", "campaign", "created_at"),
@@ -726,3 +728,69 @@ class AuditEvent(db.Model):  # type: ignore[name-defined,misc]
     via: Mapped[str] = mapped_column(sa.String(10), default="web")  # web, api, cli, webhook
 
     user: Mapped[Optional[User]] = relationship()
+
+
+# --------------------------------------------------------------------------- dashboard roll-ups
+# Kept by ``crm.rollups`` in the same transaction as every write (see its docstring). Each
+# aggregate row is keyed by ``grain`` ("d" day, "w" week from Monday, "m" month) and ``bucket``
+# (the first clinic-local date of that day, week or month); "none" is stored as "" or 0 so that
+# the key columns can form the primary key.
+
+
+class RollupLeadFacts(db.Model):  # type: ignore[name-defined,misc]
+    """What one lead adds to the lead roll-ups, so a change can take the old contribution back."""
+
+    __tablename__ = "rollup_lead_facts"
+
+    lead_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    counted: Mapped[bool]
+    day: Mapped[date] = mapped_column(sa.Date)  # clinic-local day the lead was created
+    source: Mapped[str] = mapped_column(sa.String(20))
+    campaign: Mapped[str] = mapped_column(sa.String(120))
+    landing_page: Mapped[str] = mapped_column(sa.String(500))
+    practice_id: Mapped[int]
+    reached: Mapped[int] = mapped_column(sa.SmallInteger)
+    tags: Mapped[str] = mapped_column(sa.Text)  # active tag codes, sorted, comma-separated
+    contact_by: Mapped[int]  # who made the first contact (0: nobody known)
+    speed_minutes: Mapped[Optional[int]]  # whole business minutes to first contact; NULL: waiting
+    moves: Mapped[list[list[Any]]] = mapped_column(sa.JSON)  # [[day, actor, moves, conversions]]
+
+
+def _rollup(name: str, keys: list[sa.Column[Any]], values: list[str]) -> sa.Table:
+    return sa.Table(
+        name,
+        db.metadata,
+        sa.Column("grain", sa.String(1), primary_key=True),
+        sa.Column("bucket", sa.Date, primary_key=True),
+        *keys,
+        *(sa.Column(v, sa.Integer, nullable=False, server_default="0") for v in values),
+    )
+
+
+def _key(name: str, type_: Any) -> sa.Column[Any]:
+    return sa.Column(name, type_, primary_key=True, autoincrement=False)
+
+
+rollup_leads = _rollup(
+    "rollup_leads",
+    [_key("source", sa.String(20)), _key("campaign", sa.String(120)), _key("reached", sa.SmallInteger)],
+    ["leads"],
+)
+rollup_lead_tags = _rollup(
+    "rollup_lead_tags", [_key("tag", sa.String(40)), _key("reached", sa.SmallInteger)], ["leads"]
+)
+rollup_lead_origins = _rollup(
+    "rollup_lead_origins",
+    [_key("kind", sa.String(10)), _key("value", sa.String(500)), _key("reached", sa.SmallInteger)],
+    ["leads"],
+)
+rollup_speed = _rollup("rollup_speed", [_key("minutes", sa.Integer)], ["leads"])
+rollup_speed_staff = _rollup(
+    "rollup_speed_staff", [_key("contact_by", sa.Integer), _key("minutes", sa.Integer)], ["leads"]
+)
+rollup_calls = _rollup(
+    "rollup_calls",
+    [_key("weekday", sa.SmallInteger), _key("hour", sa.SmallInteger)],
+    ["calls", "inbound", "missed", "callbacks", "callbacks_on_time"],
+)
+rollup_staff = _rollup("rollup_staff", [_key("user_id", sa.Integer)], ["contacts", "moves", "conversions"])

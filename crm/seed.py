@@ -1805,6 +1805,10 @@ class _Seeder:
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608  # nosec B608
                     f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
                 )
+        # The bulk load went past the session's roll-up hooks: count the dashboard's roll-ups anew.
+        from crm import rollups
+
+        rollups.rebuild()
         db.session.commit()
         if self.w.pg:
             conn = db.session.connection()

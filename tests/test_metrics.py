@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -11,7 +12,16 @@ from crm.extensions import db
 from crm.models import Call, StageChange
 from tests.conftest import utc
 
-MARCH = metrics.Period(utc(2026, 3, 1), utc(2026, 4, 1))
+MARCH = metrics.Period(utc(2026, 3, 1), utc(2026, 4, 1))  # UTC midnights: the raw queries answer
+
+
+def local_days(first: date, end: date) -> metrics.Period:
+    """Whole clinic-local days ``[first, end)``: the roll-ups answer."""
+    tz = ZoneInfo("America/Chicago")
+    return metrics.Period(datetime.combine(first, time(), tz), datetime.combine(end, time(), tz))
+
+
+LOCAL_MARCH = local_days(date(2026, 3, 1), date(2026, 4, 1))
 IN_MARCH = utc(2026, 3, 10, 15, 0)
 
 
@@ -147,19 +157,29 @@ def test_conversion_by_source_and_by_tag(pipeline_cohort):
     assert (by_tag["region:lower"]["leads"], by_tag["region:lower"]["consult_rate"]) == (1, 0.0)
 
 
-def test_speed_to_lead_median_and_p90_are_exact(make_lead):
+SPEED_KEYS = ("contacted", "waiting", "median", "p90", "within")
+
+
+def speed(period, filters=metrics.NO_FILTERS):
+    result = metrics.speed_to_lead(period, filters)
+    return {k: result[k] for k in SPEED_KEYS}
+
+
+def test_speed_to_lead_median_and_p90_interpolate_like_percentile_cont(make_lead):
+    # IN_MARCH is Tuesday 10:00 in Chicago: the clinic is open, so business = wall minutes.
     for minutes in (40, 10, 100, 30, 20):
         make_lead(created_at=IN_MARCH, first_contact_at=IN_MARCH + timedelta(minutes=minutes))
     make_lead(created_at=IN_MARCH)  # not contacted yet
     other = make_lead(created_at=IN_MARCH)
     make_lead(created_at=IN_MARCH, first_contact_at=IN_MARCH + timedelta(minutes=1), merged_into_id=other.id)
-    make_lead(created_at=utc(2026, 2, 1), first_contact_at=utc(2026, 2, 1, 0, 1))  # February
-
-    result = metrics.speed_to_lead(MARCH)
+    make_lead(created_at=utc(2026, 2, 2, 15), first_contact_at=utc(2026, 2, 2, 15, 1))  # February
 
     # Sorted: 10 20 30 40 100, n = 5. Median: rank (5-1)*0.5 = 2 → 30.
-    # p90: rank (5-1)*0.9 = 3.6 → 40 + 0.6 * (100 - 40) = 76.
-    assert result == {"contacted": 5, "waiting": 2, "median": 30.0, "p90": 76.0}
+    # p90: rank (5-1)*0.9 = 3.6 → 40 + 0.6 * (100 - 40) = 76. Within 15 minutes: 10 only, 1 of 5.
+    # 100 minutes falls in the 5-minute bins above 30 minutes (its bin is 100 itself).
+    expected = {"contacted": 5, "waiting": 2, "median": 30.0, "p90": 76.0, "within": 0.2}
+    assert speed(MARCH) == expected  # raw: the period is not whole clinic days
+    assert speed(LOCAL_MARCH) == expected  # the roll-ups
 
 
 def test_speed_to_lead_of_an_even_cohort_interpolates_the_median(make_lead):
@@ -175,7 +195,45 @@ def test_speed_to_lead_of_an_even_cohort_interpolates_the_median(make_lead):
 def test_speed_to_lead_with_nobody_contacted(make_lead):
     make_lead(created_at=IN_MARCH)
 
-    assert metrics.speed_to_lead(MARCH) == {"contacted": 0, "waiting": 1, "median": None, "p90": None}
+    assert speed(MARCH) == {"contacted": 0, "waiting": 1, "median": None, "p90": None, "within": None}
+    assert metrics.speed_to_lead(LOCAL_MARCH)["by_week"] == []
+
+
+def test_speed_to_lead_counts_business_minutes_across_a_weekend_and_a_dst_change(make_user, make_lead):
+    """Chicago moves its clocks forward on Sunday 8 March 2026 (CST, UTC-6 → CDT, UTC-5).
+
+    Opening hours are the default Monday–Friday 8:00–17:00, and the target is 15 minutes.
+    - friday: arrives Friday 6 March 16:50 CST (22:50 UTC), called Monday 9 March 8:10 CDT
+      (13:10 UTC): 10 minutes on Friday + 10 on Monday = 20 (the wall clock says 3,740).
+    - saturday: arrives Saturday 7 March 10:00 CST (16:00 UTC), reached Monday 9:00 CDT (14:00
+      UTC): nothing counts until Monday 8:00, so 60.
+    - tuesday: arrives Tuesday 10 March 10:00 CDT (15:00 UTC), called 10:05: 5.
+    Median of 5, 20, 60 is 20; p90: rank 1.8 → 20 + 0.8 × (60 − 20) = 52; within 15: 1 of 3.
+    Week of Monday 2 March: 20 and 60 → median 40, p90 rank 0.9 → 20 + 0.9 × 40 = 56, none in
+    target. Week of Monday 9 March: 5 → all in target. Credit: Ana called the Friday lead (an
+    answered call), Bo moved the Saturday one to contacted; the Tuesday one has neither.
+    """
+    ana, bo = make_user("front_desk", name="Ana"), make_user("front_desk", name="Bo")
+    friday = make_lead(created_at=utc(2026, 3, 6, 22, 50), first_contact_at=utc(2026, 3, 9, 13, 10))
+    saturday = make_lead(created_at=utc(2026, 3, 7, 16), first_contact_at=utc(2026, 3, 9, 14))
+    make_lead(created_at=utc(2026, 3, 10, 15), first_contact_at=utc(2026, 3, 10, 15, 5))
+    call(lead_id=friday.id, answered=True, handled_by_id=ana.id, started_at=utc(2026, 3, 9, 13, 10))
+    history(saturday, "contacted", actor=bo, start=utc(2026, 3, 9, 13, 59))
+    period = local_days(date(2026, 3, 2), date(2026, 3, 16))
+
+    for p in (period, metrics.Period(utc(2026, 3, 2), utc(2026, 3, 16))):  # roll-ups, then raw
+        result = metrics.speed_to_lead(p)
+        assert {k: result[k] for k in SPEED_KEYS} == {
+            "contacted": 3,
+            "waiting": 0,
+            "median": 20.0,
+            "p90": 52.0,
+            "within": 1 / 3,
+        }
+        weeks = [(r["week"], r["contacted"], r["median"], r["p90"], r["within"]) for r in result["by_week"]]
+        assert weeks == [(date(2026, 3, 2), 2, 40.0, 56.0, 0.0), (date(2026, 3, 9), 1, 5.0, 5.0, 1.0)]
+        staff = {r["name"]: (r["contacted"], r["median"]) for r in result["by_staff"]}
+        assert staff == {"Ana": (1, 20.0), "Bo": (1, 60.0), "(unknown)": (1, 5.0)}
 
 
 def test_missed_call_rate_counts_voicemails_and_leaves_outbound_attempts_out(app):
@@ -244,18 +302,37 @@ def test_a_surgeons_own_numbers(make_user, make_lead):
     accepted, declined, waiting = (make_lead(surgeon_id=me.id) for _ in range(3))
     theirs = make_lead(surgeon_id=other.id)
     for lead in (accepted, declined, waiting, theirs):
-        history(lead, "contacted", "surgical_review", actor=desk)
-    for lead, to in ((accepted, "consult_scheduled"), (declined, "closed")):
+        history(lead, "contacted", "surgical_review", actor=desk)  # in review at IN_MARCH + 2 min
+    for lead, to, days in ((accepted, "consult_scheduled", 1), (declined, "closed", 3)):
         db.session.add(
             StageChange(
                 lead_id=lead.id,
                 from_stage="surgical_review",
                 to_stage=to,
                 actor_id=me.id,
-                at=IN_MARCH + timedelta(days=1),
+                at=IN_MARCH + timedelta(days=days),
             )
         )
+    # Two of my consults completed in March; one went on to surgery. The other surgeon's doesn't count.
+    operated, thinking, elsewhere = (
+        make_lead(surgeon_id=me.id),
+        make_lead(surgeon_id=me.id),
+        make_lead(surgeon_id=other.id),
+    )
+    history(operated, "consult_completed", "surgery_scheduled", actor=desk)
+    history(thinking, "consult_completed", actor=desk)
+    history(elsewhere, "consult_completed", "surgery_scheduled", actor=desk)
     db.session.commit()
 
     # Received: my three (not the other surgeon's); accepted 1; declined 1.
-    assert metrics.surgeon_numbers(me.id, MARCH) == {"received": 3, "accepted": 1, "declined": 1}
+    # Days to decision: 1 day − 2 minutes and 3 days − 2 minutes: median 2.0 (1.9986…), longest 3.0.
+    assert metrics.surgeon_numbers(me.id, MARCH) == {
+        "received": 3,
+        "accepted": 1,
+        "declined": 1,
+        "decisions": 2,
+        "decision_days_median": 2.0,
+        "decision_days_max": 3.0,
+        "consults": 2,
+        "to_surgery": 1,
+    }

@@ -16,14 +16,34 @@ from crm import audit, clock, metrics
 from crm.authz import can, roles
 from crm.dashboard import charts
 from crm.extensions import db
-from crm.models import SOURCE_LABELS, SOURCES, STAGE_LABELS, User
+from crm.models import SOURCE_LABELS, SOURCES, STAGE_LABELS, ReferringPractice, User
 from crm.security import client_ip
 from crm.settings import clinic_tz
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-PRESETS = {"30d": "Last 30 days", "quarter": "This quarter", "12m": "Last 12 months", "custom": "Custom"}
-CHARTS = ("funnel", "sources", "tags", "speed", "calls", "aging", "staff")
+PRESETS = {
+    "week": "This week",
+    "30d": "Last 30 days",
+    "quarter": "This quarter",
+    "12m": "Last 12 months",
+    "custom": "Custom",
+}
+CHARTS = (
+    "funnel",
+    "sources",
+    "tags",
+    "campaigns",
+    "landing_pages",
+    "practices",
+    "speed_week",
+    "speed_staff",
+    "speed",
+    "calls",
+    "callbacks",
+    "aging",
+    "staff",
+)
 FORMULA_START = ("=", "+", "-", "@")
 
 
@@ -36,6 +56,7 @@ class View:
     last_day: date
     period: metrics.Period
     filters: metrics.Filters
+    aging_page: int = 1
 
 
 def _day(text: str | None) -> date | None:
@@ -53,7 +74,9 @@ def read_view(args: Any, now: datetime) -> View:
     if preset not in PRESETS:
         preset = "30d"
     first, last = today - timedelta(days=29), today
-    if preset == "quarter":
+    if preset == "week":
+        first = today - timedelta(days=today.weekday())
+    elif preset == "quarter":
         first = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
     elif preset == "12m":
         first = today - timedelta(days=364)
@@ -68,6 +91,7 @@ def read_view(args: Any, now: datetime) -> View:
     tag = (args.get("tag") or "").strip() or None
     campaign = (args.get("campaign") or "").strip() or None
     owner = args.get("owner", "")
+    page = args.get("aging_page", "")
     return View(
         preset=preset,
         first_day=first,
@@ -79,6 +103,7 @@ def read_view(args: Any, now: datetime) -> View:
             campaign=campaign,
             owner_id=int(owner) if owner.isdigit() else None,
         ),
+        aging_page=min(int(page), metrics.STALLED_PAGES) if page.isdigit() and int(page) > 0 else 1,
     )
 
 
@@ -90,11 +115,28 @@ def numbers(view: View, now: datetime) -> dict[str, Any]:
         "funnel": funnel,
         "sources": sources,
         "tags": metrics.conversion_by("tag", p, f),
+        "campaigns": metrics.conversion_by("campaign", p, f),
+        "landing_pages": metrics.conversion_by("landing_page", p, f),
+        "practices": _practice_names(metrics.conversion_by("practice", p, f)),
         "speed": metrics.speed_to_lead(p, f),
         "calls": metrics.calls(p),
-        "aging": metrics.stage_aging(f, now=now),
+        "aging": metrics.stage_aging(f, now=now, page=view.aging_page),
         "staff": metrics.staff(p),
     }
+
+
+def _practice_names(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Show referring practices by name (one statement, only when there are rows)."""
+    if not rows:
+        return rows
+    names = dict(
+        db.session.execute(
+            sa.select(ReferringPractice.id, ReferringPractice.name).where(
+                ReferringPractice.id.in_([int(r["group"]) for r in rows])
+            )
+        ).all()
+    )
+    return [{**r, "group": names.get(int(r["group"]), f"Practice {r['group']}")} for r in rows]
 
 
 def figures(data: dict[str, Any]) -> dict[str, str]:
@@ -103,8 +145,20 @@ def figures(data: dict[str, Any]) -> dict[str, str]:
     if data["funnel"][0]["leads"]:
         figs["funnel"] = charts.funnel_figure(data["funnel"])
         figs["sources"] = charts.conversion_figure(data["sources"], labels=dict(SOURCE_LABELS))
-    if data["tags"]:
-        figs["tags"] = charts.conversion_figure(data["tags"][:15])
+    for chart in ("tags", "campaigns", "landing_pages", "practices"):
+        if data[chart]:
+            figs[chart] = charts.conversion_figure(data[chart][:15])
+    speed = data["speed"]
+    if speed["by_week"]:
+        weeks = [r["week"].strftime("%b %-d") for r in speed["by_week"]]
+        figs["speed_week"] = charts.speed_figure(
+            speed["by_week"], x_key="week", target=speed["target"], labels=weeks
+        )
+    if speed["by_staff"]:
+        names = [r["name"] for r in speed["by_staff"]]
+        figs["speed_staff"] = charts.speed_figure(
+            speed["by_staff"], x_key="staff", target=speed["target"], labels=names
+        )
     if data["calls"]["total"]:
         figs["calls"] = charts.calls_figure(data["calls"]["cells"])
     if data["staff"]:
@@ -139,6 +193,8 @@ def index() -> str:
         figs=figures(data),
         tables={chart: table_rows(chart, data) for chart in CHARTS},
         weekdays=charts.WEEKDAYS,
+        aging_size=metrics.STALLED_LIMIT,
+        aging_pages=metrics.STALLED_PAGES,
         can_export=can(current_user, "export"),
         owners=db.session.execute(
             sa.select(User.id, User.name)
@@ -161,9 +217,16 @@ def table_rows(chart: str, data: dict[str, Any]) -> tuple[list[str], list[list[A
         return ["stage", "leads", "share_of_previous"], [
             [STAGE_LABELS[r["stage"]], r["leads"], _pct(r["of_previous"])] for r in data["funnel"]
         ]
-    if chart in ("sources", "tags"):
+    if chart in ("sources", "tags", "campaigns", "landing_pages", "practices"):
+        label = {
+            "sources": "source",
+            "tags": "tag",
+            "campaigns": "campaign",
+            "landing_pages": "landing_page",
+            "practices": "referring_practice",
+        }[chart]
         head = [
-            "source" if chart == "sources" else "tag",
+            label,
             "leads",
             "consults",
             "surgeries",
@@ -183,8 +246,32 @@ def table_rows(chart: str, data: dict[str, Any]) -> tuple[list[str], list[list[A
         ]
     if chart == "speed":
         s = data["speed"]
-        return ["contacted", "waiting", "median_minutes", "p90_minutes"], [
-            [s["contacted"], s["waiting"], s["median"], s["p90"]]
+        return ["contacted", "waiting", "median_business_minutes", "p90_business_minutes", "within_target"], [
+            [s["contacted"], s["waiting"], s["median"], s["p90"], _pct(s["within"])]
+        ]
+    if chart in ("speed_week", "speed_staff"):
+        by_week = chart == "speed_week"
+        rows = data["speed"]["by_week" if by_week else "by_staff"]
+        return [
+            "week_starting" if by_week else "staff",
+            "contacted",
+            "median_business_minutes",
+            "p90_business_minutes",
+            "within_target",
+        ], [
+            [
+                r["week"].isoformat() if by_week else r["name"],
+                r["contacted"],
+                r["median"],
+                r["p90"],
+                _pct(r["within"]),
+            ]
+            for r in rows
+        ]
+    if chart == "callbacks":
+        c = data["calls"]
+        return ["missed_inbound_calls", "with_callback_task", "done_within_target", "share_within_target"], [
+            [c["missed"], c["callbacks"], c["callbacks_on_time"], _pct(c["callback_rate"])]
         ]
     if chart == "calls":
         return ["weekday", "hour", "calls"], [
@@ -245,9 +332,13 @@ def _one_chart(chart: str, view: View, now: datetime) -> dict[str, Any]:
         "funnel": lambda: metrics.funnel(p, f),
         "sources": lambda: metrics.conversion_by("source", p, f),
         "tags": lambda: metrics.conversion_by("tag", p, f),
+        "campaigns": lambda: metrics.conversion_by("campaign", p, f),
+        "landing_pages": lambda: metrics.conversion_by("landing_page", p, f),
+        "practices": lambda: _practice_names(metrics.conversion_by("practice", p, f)),
         "speed": lambda: metrics.speed_to_lead(p, f),
         "calls": lambda: metrics.calls(p),
-        "aging": lambda: metrics.stage_aging(f, now=now),
+        "aging": lambda: metrics.stage_aging(f, now=now, limit=metrics.STALLED_LIMIT * metrics.STALLED_PAGES),
         "staff": lambda: metrics.staff(p),
     }
-    return {chart: compute[chart]()}
+    key = {"speed_week": "speed", "speed_staff": "speed", "callbacks": "calls"}.get(chart, chart)
+    return {key: compute[key]()}

@@ -1,0 +1,550 @@
+"""Dashboard roll-ups: counts kept up to date in the same transaction as every write.
+
+At 100,000 leads and 1,000,000 calls the dashboard's raw queries (``crm.metrics``) take
+seconds for a 12-month range; these tables hold the same numbers pre-grouped, so the
+dashboard reads a few thousand rows instead.
+
+What they hold (every aggregate row is keyed by ``grain`` and ``bucket``: the clinic-local
+day, or the Monday of its week (``w``), or the first of its month (``m``); "none" is ``""``/0):
+
+- ``rollup_leads`` (d, m): counted leads by the day they were *created*, source, campaign and
+  ``reached`` (the furthest funnel position, ``crm.metrics``' definition: history and current
+  stage, a skipped stage counts, going back un-reaches nothing).
+- ``rollup_lead_tags`` (d, m): the same by active complaint tag (a lead counts once per tag).
+- ``rollup_lead_origins`` (d, m): the same by landing page (``kind="landing"``) and referring
+  practice (``kind="practice"``, its id as text).
+- ``rollup_speed`` (d, w): counted leads by creation day and business minutes from creation
+  to first contact, binned (``speed_bin``: whole minutes rounded up, exact to 30 minutes, then
+  5-, 15- and 60-minute bins); not yet contacted leads are ``minutes=-1``.
+  ``rollup_speed_staff`` (d, m): the contacted ones again by who made the first contact.
+  Percentiles are computed from these *minute histograms* on both databases (SQLite has no
+  ``percentile_cont``), interpolating between ranks as ``percentile_cont`` does: so they are
+  the exact percentiles of the binned values, not of the raw fractional minutes.
+- ``rollup_calls`` (d, m): calls by the day they *started* (clinic-local) and the clinic-local
+  weekday and hour stored on the call at insert (so right across DST): calls, inbound, missed,
+  ``callbacks`` (missed calls that got a call-back task) and ``callbacks_on_time`` (whose task
+  was done by its due time).
+- ``rollup_staff`` (d, m): per staff member and day, contacts (answered calls they handled,
+  by call day), stage moves they made and moves to surgery scheduled (by move day, counted
+  leads only).
+- ``rollup_lead_facts``: one row per lead, what it adds to the lead roll-ups, so that a
+  change takes the old contribution back and adds the new one.
+
+Merged-away and "not a patient" leads add nothing to the lead roll-ups; calls count whatever
+their lead (as ``crm.metrics.calls``).
+
+How they stay right: one set of session hooks (``install``) notes which leads and which
+call days a transaction touched — ORM objects at each flush, and Core ``INSERT/UPDATE/
+DELETE`` statements on ``leads``, ``stage_changes``, ``lead_tags``, ``calls`` and ``tasks`` run through
+the session (for an UPDATE or DELETE the rows its ``WHERE`` matches are read first; bound
+lead ids, call SIDs and start times are read from its parameters). Just before the commit,
+each touched lead's facts are computed again from the raw tables and each touched call day
+is counted again, and the differences are added to the aggregates — all in the committing
+transaction. Writes that bypass the session (the seed's driver-level bulk load) end with
+``rebuild()``; ``flask --app wsgi metrics rebuild`` recomputes everything (needed after the
+clinic's time zone, business hours or holidays change: days and business minutes are
+computed with the settings in force at the write).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from math import ceil
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from crm.business_hours import BusinessCalendar, business_minutes_between, load_calendar
+from crm.extensions import db
+from crm.models import (
+    STAGES,
+    Call,
+    Lead,
+    LeadTag,
+    RollupLeadFacts,
+    StageChange,
+    Task,
+    rollup_calls,
+    rollup_lead_origins,
+    rollup_lead_tags,
+    rollup_leads,
+    rollup_speed,
+    rollup_speed_staff,
+    rollup_staff,
+)
+
+ORDER = {stage: i for i, stage in enumerate(STAGES[: STAGES.index("closed")])}
+GRAINS: dict[str, tuple[str, ...]] = {
+    "rollup_leads": ("d", "m"),
+    "rollup_lead_tags": ("d", "m"),
+    "rollup_lead_origins": ("d", "m"),
+    "rollup_speed": ("d", "w"),
+    "rollup_speed_staff": ("d", "m"),
+    "rollup_calls": ("d", "m"),
+    "rollup_staff": ("d", "m"),
+}
+TABLES = {
+    t.name: t
+    for t in (
+        rollup_leads,
+        rollup_lead_tags,
+        rollup_lead_origins,
+        rollup_speed,
+        rollup_speed_staff,
+        rollup_calls,
+        rollup_staff,
+    )
+}
+WATCHED = {"leads", "stage_changes", "lead_tags", "calls", "tasks"}
+BATCH = 2000
+_KEY = "crm_rollups"
+
+# (table name, day, key tuple) -> values tuple
+Contribution = tuple[str, date, tuple[Any, ...], tuple[int, ...]]
+
+
+def bucket(day: date, grain: str) -> date:
+    """Return the first day of the day, week (Monday) or month that holds ``day``."""
+    if grain == "w":
+        return day - timedelta(days=day.weekday())
+    if grain == "m":
+        return day.replace(day=1)
+    return day
+
+
+def speed_bin(minutes: int) -> int:
+    """Return the histogram bin of a whole number of business minutes (its upper bound).
+
+    Exact up to 30 minutes; then rounded up to 5 minutes up to 2 hours, to 15 minutes up to
+    8 hours, and to the hour beyond, so a week holds a few hundred bins, not thousands.
+    """
+    for limit, step in ((30, 1), (120, 5), (480, 15)):
+        if minutes <= limit:
+            return -(-minutes // step) * step
+    return -(-minutes // 60) * 60
+
+
+def _keys(table: sa.Table) -> list[str]:
+    return [c.name for c in table.primary_key.columns if c.name not in ("grain", "bucket")]
+
+
+def _values(table: sa.Table) -> list[str]:
+    return [c.name for c in table.columns if not c.primary_key]
+
+
+# --------------------------------------------------------------------------- lead facts
+
+
+def _order(stage: str | None) -> int:
+    return ORDER.get(stage or "", -1)
+
+
+def compute_facts(lead_ids: Iterable[int], cal: BusinessCalendar) -> dict[int, dict[str, Any]]:
+    """Compute the facts of some leads from the raw tables (5 statements per batch)."""
+    ids = sorted(set(lead_ids))
+    facts: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(ids), BATCH):
+        facts.update(_facts_batch(ids[start : start + BATCH], cal))
+    return facts
+
+
+def _facts_batch(ids: list[int] | None, cal: BusinessCalendar) -> dict[int, dict[str, Any]]:
+    """Compute the facts of the leads ``ids`` (all leads when None: full scans, for ``rebuild``)."""
+
+    def in_ids(column: Any) -> Any:
+        return sa.true() if ids is None else column.in_(ids)
+
+    leads = db.session.execute(
+        sa.select(
+            Lead.id,
+            Lead.created_at,
+            Lead.source,
+            Lead.campaign,
+            Lead.landing_page,
+            Lead.referring_practice_id,
+            Lead.stage,
+            Lead.merged_into_id,
+            Lead.not_a_patient,
+            Lead.first_contact_at,
+        ).where(in_ids(Lead.id))
+    ).all()
+    history: dict[int, int] = {}
+    moves: dict[int, Counter[tuple[date, int]]] = defaultdict(Counter)
+    conversions: dict[int, Counter[tuple[date, int]]] = defaultdict(Counter)
+    contacted_by_move: dict[int, tuple[datetime, int]] = {}
+    for lead_id, to_stage, actor_id, at in db.session.execute(
+        sa.select(StageChange.lead_id, StageChange.to_stage, StageChange.actor_id, StageChange.at).where(
+            in_ids(StageChange.lead_id)
+        )
+    ):
+        history[lead_id] = max(history.get(lead_id, -1), _order(to_stage))
+        if actor_id is not None:
+            key = (cal.local_date(at), actor_id)
+            moves[lead_id][key] += 1
+            conversions[lead_id][key] += to_stage == "surgery_scheduled"
+            if to_stage == "contacted" and (
+                lead_id not in contacted_by_move or (at, actor_id) < contacted_by_move[lead_id]
+            ):
+                contacted_by_move[lead_id] = (at, actor_id)
+    tags: dict[int, list[str]] = defaultdict(list)
+    for lead_id, code in db.session.execute(
+        sa.select(LeadTag.lead_id, LeadTag.code).where(in_ids(LeadTag.lead_id), LeadTag.state == "active")
+    ):
+        tags[lead_id].append(code)
+    first_call: dict[int, tuple[datetime, int]] = {}
+    for lead_id, at, handler in db.session.execute(
+        sa.select(Call.lead_id, Call.started_at, Call.handled_by_id).where(
+            Call.answered.is_(True), Call.handled_by_id.is_not(None), in_ids(Call.lead_id)
+        )
+    ):
+        if lead_id not in first_call or (at, handler) < first_call[lead_id]:
+            first_call[lead_id] = (at, handler)
+    by_call = {lead_id: handler for lead_id, (_at, handler) in first_call.items()}
+    out: dict[int, dict[str, Any]] = {}
+    for r in leads:
+        reached = max(history.get(r.id, 0) if r.id in history else 0, _order(r.stage))
+        speed = None
+        if r.first_contact_at is not None:
+            speed = max(0, ceil(business_minutes_between(r.created_at, r.first_contact_at, cal) - 1e-9))
+        contact_by = by_call.get(r.id) or (contacted_by_move[r.id][1] if r.id in contacted_by_move else 0)
+        out[r.id] = {
+            "lead_id": r.id,
+            "counted": r.merged_into_id is None and not r.not_a_patient,
+            "day": cal.local_date(r.created_at),
+            "source": r.source,
+            "campaign": r.campaign or "",
+            "landing_page": (r.landing_page or "")[:500],
+            "practice_id": r.referring_practice_id or 0,
+            "reached": reached,
+            "tags": ",".join(sorted(tags.get(r.id, []))),
+            "contact_by": contact_by if speed is not None else 0,
+            "speed_minutes": speed,
+            "moves": sorted(
+                [d.isoformat(), a, n, conversions[r.id][(d, a)]] for (d, a), n in moves[r.id].items()
+            ),
+        }
+    return out
+
+
+def contributions(fact: dict[str, Any]) -> Iterator[Contribution]:
+    """Yield what one lead's facts add to the aggregates (nothing when it does not count)."""
+    if not fact["counted"]:
+        return
+    day, reached = fact["day"], fact["reached"]
+    if isinstance(day, str):
+        day = date.fromisoformat(day)
+    yield "rollup_leads", day, (fact["source"], fact["campaign"], reached), (1,)
+    for tag in filter(None, fact["tags"].split(",")):
+        yield "rollup_lead_tags", day, (tag, reached), (1,)
+    if fact["landing_page"]:
+        yield "rollup_lead_origins", day, ("landing", fact["landing_page"], reached), (1,)
+    if fact["practice_id"]:
+        yield "rollup_lead_origins", day, ("practice", str(fact["practice_id"]), reached), (1,)
+    minutes = -1 if fact["speed_minutes"] is None else speed_bin(fact["speed_minutes"])
+    yield "rollup_speed", day, (minutes,), (1,)
+    if minutes >= 0:
+        yield "rollup_speed_staff", day, (fact["contact_by"], minutes), (1,)
+    for move_day, actor, n, conversions in fact["moves"]:
+        yield "rollup_staff", date.fromisoformat(move_day), (actor,), (0, n, conversions)
+
+
+def _old_facts(ids: list[int]) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    columns = RollupLeadFacts.__table__.columns
+    for start in range(0, len(ids), BATCH):
+        rows = db.session.execute(
+            sa.select(*columns).where(RollupLeadFacts.lead_id.in_(ids[start : start + BATCH]))
+        ).mappings()
+        out.update({r["lead_id"]: dict(r) for r in rows})
+    return out
+
+
+# --------------------------------------------------------------------------- calls
+
+
+def day_range(day: date, cal: BusinessCalendar) -> tuple[datetime, datetime]:
+    """Return a clinic-local day as a UTC half-open interval."""
+    start = datetime.combine(day, time(), cal.tz).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(), cal.tz).astimezone(UTC)
+    return start, end
+
+
+def _call_counts() -> tuple[Any, ...]:
+    """The per-cell sums of ``rollup_calls``, over ``calls`` outer-joined to their call-back task."""
+    inbound = sa.case((Call.direction == "inbound", 1), else_=0)
+    missed = sa.case((sa.and_(Call.direction == "inbound", Call.missed.is_(True)), 1), else_=0)
+    callback = sa.case((sa.and_(Call.missed.is_(True), Task.id.is_not(None)), 1), else_=0)
+    on_time = sa.case(
+        (sa.and_(Call.missed.is_(True), Task.done_at.is_not(None), Task.done_at <= Task.due_at), 1), else_=0
+    )
+    return (
+        sa.func.count(),
+        sa.func.sum(inbound),
+        sa.func.sum(missed),
+        sa.func.sum(callback),
+        sa.func.sum(on_time),
+    )
+
+
+def _with_tasks(select: Any) -> Any:
+    return select.select_from(Call).outerjoin(Task, sa.and_(Task.call_id == Call.id, Task.kind == "callback"))
+
+
+def _call_day(day: date, cal: BusinessCalendar) -> list[Contribution]:
+    """Count one clinic-local day's calls from the raw tables (2 statements)."""
+    start, end = day_range(day, cal)
+    in_day = sa.and_(Call.started_at >= start, Call.started_at < end)
+    out: list[Contribution] = []
+    for weekday, hour, *sums in db.session.execute(
+        _with_tasks(sa.select(Call.local_weekday, Call.local_hour, *_call_counts()))
+        .where(in_day)
+        .group_by(Call.local_weekday, Call.local_hour)
+    ):
+        out.append(("rollup_calls", day, (int(weekday), int(hour)), tuple(int(v or 0) for v in sums)))
+    for handler, n in db.session.execute(
+        sa.select(Call.handled_by_id, sa.func.count())
+        .where(in_day, Call.answered.is_(True), Call.handled_by_id.is_not(None))
+        .group_by(Call.handled_by_id)
+    ):
+        out.append(("rollup_staff", day, (int(handler),), (int(n), 0, 0)))
+    return out
+
+
+def _stored_call_day(day: date) -> list[Contribution]:
+    out: list[Contribution] = []
+    c, s = rollup_calls.c, rollup_staff.c
+    for weekday, hour, *sums in db.session.execute(
+        sa.select(c.weekday, c.hour, *(c[v] for v in _values(rollup_calls))).where(
+            c.grain == "d", c.bucket == day
+        )
+    ):
+        out.append(("rollup_calls", day, (weekday, hour), tuple(sums)))
+    for user_id, n in db.session.execute(
+        sa.select(s.user_id, s.contacts).where(s.grain == "d", s.bucket == day, s.contacts != 0)
+    ):
+        out.append(("rollup_staff", day, (user_id,), (n, 0, 0)))
+    return out
+
+
+# --------------------------------------------------------------------------- applying
+
+
+def _add(
+    total: dict[tuple[str, str, date, tuple[Any, ...]], list[int]], items: Iterable[Contribution], sign: int
+) -> None:
+    for table, day, key, values in items:
+        for grain in GRAINS[table]:
+            slot = total.setdefault((table, grain, bucket(day, grain), key), [0] * len(values))
+            for i, v in enumerate(values):
+                slot[i] += sign * v
+
+
+def _upsert(table: sa.Table) -> Any:
+    insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[c.name for c in table.primary_key.columns],
+        set_={v: table.c[v] + stmt.excluded[v] for v in _values(table)},
+    )
+
+
+def _write(total: dict[tuple[str, str, date, tuple[Any, ...]], list[int]], *, fresh: bool = False) -> None:
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for (name, grain, when, key), values in total.items():
+        if not any(values):
+            continue
+        table = TABLES[name]
+        rows[name].append(
+            {
+                "grain": grain,
+                "bucket": when,
+                **dict(zip(_keys(table), key, strict=True)),
+                **dict(zip(_values(table), values, strict=True)),
+            }
+        )
+    for name, batch in sorted(rows.items()):
+        table = TABLES[name]
+        stmt = sa.insert(table) if fresh else _upsert(table)
+        for start in range(0, len(batch), 5000):
+            db.session.execute(stmt, batch[start : start + 5000])
+
+
+def refresh(lead_ids: Iterable[int], call_days: Iterable[date], cal: BusinessCalendar | None = None) -> None:
+    """Recount some leads and call days from the raw tables and move the aggregates by the difference."""
+    ids, days = sorted(set(lead_ids)), sorted(set(call_days))
+    if not ids and not days:
+        return
+    cal = cal or load_calendar()
+    total: dict[tuple[str, str, date, tuple[Any, ...]], list[int]] = {}
+    if ids:
+        old = _old_facts(ids)
+        new = compute_facts(ids, cal)
+        for fact in old.values():
+            _add(total, contributions(fact), -1)
+        for fact in new.values():
+            _add(total, contributions(fact), +1)
+        facts = RollupLeadFacts.__table__
+        for start in range(0, len(ids), BATCH):
+            db.session.execute(sa.delete(facts).where(facts.c.lead_id.in_(ids[start : start + BATCH])))
+        if new:
+            db.session.execute(sa.insert(facts), list(new.values()))
+    for day in days:
+        _add(total, _stored_call_day(day), -1)
+        _add(total, _call_day(day, cal), +1)
+    _write(total)
+
+
+def rebuild() -> dict[str, int]:
+    """Recompute every roll-up from the raw tables (in the caller's transaction); return row counts."""
+    cal = load_calendar()
+    for table in [*TABLES.values(), RollupLeadFacts.__table__]:
+        db.session.execute(sa.delete(table))
+    total: dict[tuple[str, str, date, tuple[Any, ...]], list[int]] = {}
+    facts = _facts_batch(None, cal)
+    rows = list(facts.values())
+    for start in range(0, len(rows), 5000):
+        db.session.execute(sa.insert(RollupLeadFacts.__table__), rows[start : start + 5000])
+    for fact in rows:
+        _add(total, contributions(fact), +1)
+    _add(total, _all_call_days(cal), +1)
+    _write(total, fresh=True)
+    return {
+        name: int(db.session.scalar(sa.select(sa.func.count()).select_from(t)) or 0)
+        for name, t in sorted(TABLES.items())
+    }
+
+
+def _all_call_days(cal: BusinessCalendar) -> list[Contribution]:
+    """Count every call by clinic-local day in one grouped pass (by UTC hour, then mapped)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        hour = sa.func.to_char(sa.func.timezone("UTC", Call.started_at), "YYYY-MM-DD HH24")
+    else:
+        hour = sa.func.strftime("%Y-%m-%d %H", Call.started_at)
+    contact = sa.case((Call.answered.is_(True), Call.handled_by_id), else_=None)
+    cells: dict[tuple[date, int, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    contacts: Counter[tuple[date, int]] = Counter()
+    day_of: dict[tuple[str, int], date] = {}
+    for utc_hour, weekday, local_hour, handler, *sums in db.session.execute(
+        _with_tasks(sa.select(hour, Call.local_weekday, Call.local_hour, contact, *_call_counts())).group_by(
+            hour, Call.local_weekday, Call.local_hour, contact
+        )
+    ):
+        if (utc_hour, local_hour) not in day_of:
+            local = datetime.strptime(utc_hour, "%Y-%m-%d %H").replace(tzinfo=UTC).astimezone(cal.tz)
+            # A call later in the UTC hour may already be on the next local day (half-hour zones).
+            day_of[utc_hour, local_hour] = local.date() + timedelta(days=int(local_hour < local.hour))
+        day = day_of[utc_hour, local_hour]
+        cell = cells[day, int(weekday), int(local_hour)]
+        for i, v in enumerate(sums):
+            cell[i] += int(v or 0)
+        if handler is not None:
+            contacts[day, int(handler)] += int(sums[0])
+    out: list[Contribution] = [("rollup_calls", d, (w, h), tuple(v)) for (d, w, h), v in cells.items()]
+    out += [("rollup_staff", d, (u,), (n, 0, 0)) for (d, u), n in contacts.items()]
+    return out
+
+
+# --------------------------------------------------------------------------- session hooks
+
+
+def _marks(session: Session) -> tuple[set[int], set[datetime], set[int]]:
+    """The leads, call start times and call ids (of call-back tasks) this transaction touched."""
+    leads, moments, calls = session.info.setdefault(_KEY, (set(), set(), set()))
+    return leads, moments, calls
+
+
+def _collect_orm(session: Session, flush_context: Any) -> None:
+    leads, moments, calls = _marks(session)
+    for obj in [*session.new, *session.dirty, *session.deleted]:
+        if isinstance(obj, Lead):
+            leads.add(obj.id)
+        elif isinstance(obj, Task) and obj.call_id is not None:
+            calls.add(obj.call_id)
+        elif isinstance(obj, (StageChange, LeadTag, Call)):
+            state = sa.inspect(obj)
+            for attr in ("lead_id", "started_at") if isinstance(obj, Call) else ("lead_id",):
+                history = state.attrs[attr].history
+                for value in [*history.added, *history.unchanged, *history.deleted]:
+                    if value is None:
+                        continue
+                    (moments if attr == "started_at" else leads).add(value)
+
+
+def _collect_core(state: Any) -> None:
+    """Note what a Core INSERT/UPDATE/DELETE on a watched table is about to touch."""
+    if not (state.is_insert or state.is_update or state.is_delete):
+        return
+    table = getattr(state.statement, "table", None)
+    if table is None or table.name not in WATCHED:
+        return
+    session: Session = state.session
+    leads, moments, calls = _marks(session)
+    id_column = {"leads": "id", "tasks": "call_id"}.get(table.name, "lead_id")
+    where = getattr(state.statement, "whereclause", None)
+    if where is not None:
+        columns = [table.c[id_column]] + ([table.c.started_at] if table.name == "calls" else [])
+        for row in session.execute(sa.select(*columns).where(where)):
+            if row[0] is not None:
+                (calls if table.name == "tasks" else leads).add(row[0])
+            if len(row) > 1 and row[1] is not None:
+                moments.add(row[1])
+    params: list[dict[str, Any]] = []
+    raw = state.parameters
+    params += raw if isinstance(raw, list) else [raw or {}]
+    params.append(state.statement.compile(dialect=session.get_bind().dialect).params)
+    sids = set()
+    for p in params:
+        for name, value in p.items():
+            base = name.rsplit("_", 1)[0] if name[-1:].isdigit() else name
+            if table.name == "tasks":
+                if base == "call_id" and isinstance(value, int):
+                    calls.add(value)
+            elif base in (id_column, "lead_id", "merged_into_id"):
+                for v in value if isinstance(value, (list, tuple)) else [value]:
+                    if isinstance(v, int):
+                        leads.add(v)
+            elif base == "started_at" and isinstance(value, datetime):
+                moments.add(value)
+            elif base == "call_sid" and isinstance(value, str):
+                sids.add(value)
+    if sids:
+        for lead_id, started_at in session.execute(
+            sa.select(Call.lead_id, Call.started_at).where(Call.call_sid.in_(sids))
+        ):
+            if lead_id is not None:
+                leads.add(lead_id)
+            moments.add(started_at)
+
+
+def _apply(session: Session) -> None:
+    session.flush()
+    leads, moments, calls = session.info.pop(_KEY, (set(), set(), set()))
+    if calls:
+        moments |= set(session.scalars(sa.select(Call.started_at).where(Call.id.in_(calls))))
+    if not leads and not moments:
+        return
+    cal = load_calendar()
+    refresh(leads, {cal.local_date(m if m.tzinfo else m.replace(tzinfo=UTC)) for m in moments}, cal)
+    session.info.pop(_KEY, None)  # the roll-up writes themselves mark nothing that matters
+
+
+def _forget(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop(_KEY, None)
+
+
+def install() -> None:
+    """Attach the hooks to every SQLAlchemy session (idempotent)."""
+    for name, fn in (
+        ("after_flush", _collect_orm),
+        ("do_orm_execute", _collect_core),
+        ("before_commit", _apply),
+        ("after_transaction_end", _forget),
+    ):
+        if not event.contains(Session, name, fn):
+            event.listen(Session, name, fn)

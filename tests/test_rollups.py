@@ -1,0 +1,221 @@
+"""The dashboard roll-ups stay equal to the raw queries whatever writes come, by every path.
+
+A seeded random sequence of writes — new leads (one at a time and in bulk), calls and their
+status callbacks through the intake (Core upserts), call-back tasks done, stage moves through
+the pipeline, tags, merges, "not a patient" (a Core UPDATE) and reassignment — runs in
+separate transactions. After it, (1) every roll-up row equals what ``rollups.rebuild()``
+computes from the raw tables, and (2) each dashboard metric read from the roll-ups equals the
+same metric computed by the raw queries.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, time, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from crm import clock, merge, metrics, pipeline, queue, rollups
+from crm.extensions import db
+from crm.intake import CallEventIn, ContactIn, receive_call_event, receive_contacts_bulk
+from crm.models import Lead, LeadTag, ReferringPractice, RollupLeadFacts, Task
+from crm.settings import clinic_tz
+from tests.conftest import utc
+
+LINES = {"+19724995457": "main", "+12145550100": "google-ads"}
+START = utc(2026, 3, 2, 14, 0)  # Monday 8:00 in Chicago, a week before the clocks go forward
+MOVES = ("contacted", "conservative_care", "evaluation", "surgical_review", "closed")
+
+
+def snapshot() -> dict[str, set[tuple[Any, ...]]]:
+    """Every roll-up row that holds a non-zero count, and every lead's facts."""
+    out: dict[str, set[tuple[Any, ...]]] = {}
+    for name, table in rollups.TABLES.items():
+        values = [table.c[c.name] for c in table.columns if not c.primary_key]
+        rows = db.session.execute(sa.select(table).where(sa.or_(*(v != 0 for v in values))))
+        out[name] = {tuple(r) for r in rows}
+    facts = RollupLeadFacts.__table__
+    out["facts"] = {
+        tuple(str(v) for v in r) for r in db.session.execute(sa.select(facts).order_by(facts.c.lead_id))
+    }
+    return out
+
+
+def local_period(first_day: datetime, days: int) -> metrics.Period:
+    tz = clinic_tz()
+    day = first_day.astimezone(tz).date()
+    return metrics.Period(
+        datetime.combine(day, time(), tz), datetime.combine(day + timedelta(days=days), time(), tz)
+    )
+
+
+def every_metric(period: metrics.Period) -> dict[str, Any]:
+    db.session.expire_all()
+    funnel, sources = metrics.funnel_and_sources(period)
+    return {
+        "funnel": funnel,
+        "sources": sources,
+        "by_source_filter": metrics.funnel_and_sources(period, metrics.Filters(source="phone"))[0],
+        **{by: metrics.conversion_by(by, period) for by in metrics.BY_COLUMNS},
+        "calls": metrics.calls(period),
+        "staff": metrics.staff(period),
+        "speed": metrics.speed_to_lead(period),
+    }
+
+
+def random_writes(rng: random.Random, staff: list[Any], n: int) -> None:
+    sids: list[str] = []
+    for step in range(n):
+        now = START + timedelta(hours=7 * step + rng.randrange(0, 300) / 60)
+        clock.set_now(now)
+        leads = list(db.session.scalars(sa.select(Lead).where(Lead.merged_into_id.is_(None))))
+        action = rng.choice(
+            [
+                "lead",
+                "lead",
+                "bulk",
+                "call",
+                "call",
+                "callback",
+                "task",
+                "move",
+                "move",
+                "tag",
+                "merge",
+                "nap",
+                "owner",
+            ]
+        )
+        if action in ("lead", "bulk") or not leads:
+            contacts = [
+                ContactIn(
+                    source=rng.choice(["phone", "web_form", "referral"]),
+                    first_name="Pat",
+                    last_name=f"Random{step}x{i}",
+                    phone=f"+1972555{rng.randrange(1000, 9999)}",
+                    campaign=rng.choice([None, "spring", "=cmd"]),
+                    landing_page=rng.choice([None, "/back-pain", "/neck"]),
+                    message=rng.choice([None, "numbness in my leg", "lower back pain for months"]),
+                    referring_provider=rng.choice([None, "North Spine Clinic"]),
+                )
+                for i in range(1 if action == "lead" else 3)
+            ]
+            receive_contacts_bulk(contacts, now=now)
+        elif action == "call":
+            lead = rng.choice(leads)
+            sid = f"CA{step:032d}"
+            sids.append(sid)
+            status = rng.choice(["ringing", "completed", "no-answer", "busy"])
+            receive_call_event(
+                CallEventIn(
+                    call_sid=sid,
+                    from_number=lead.phone or "+19725550101",
+                    to_number=rng.choice(list(LINES)),
+                    direction="inbound",
+                    status=status,
+                    sequence_number=0,
+                    started_at=now,
+                    answered=status == "completed" or None,
+                    handled_by_id=rng.choice(staff).id if status == "completed" else None,
+                ),
+                lines=LINES,
+                now=now,
+            )
+        elif action == "callback" and sids:
+            sid = rng.choice(sids)
+            receive_call_event(
+                CallEventIn(
+                    call_sid=sid,
+                    from_number="+19725550101",
+                    to_number="+19724995457",
+                    direction="inbound",
+                    status=rng.choice(["completed", "no-answer"]),
+                    sequence_number=5,
+                    started_at=now - timedelta(hours=rng.randrange(0, 30)),
+                ),
+                lines=LINES,
+                now=now,
+            )
+        elif action == "task":
+            task = db.session.scalars(sa.select(Task).where(Task.done_at.is_(None)).limit(1)).first()
+            if task is not None:
+                task.done_at = now
+        elif action == "move":
+            lead = rng.choice(leads)
+            to = rng.choice(MOVES)
+            if to != lead.stage and lead.stage != "closed":
+                request = pipeline.MoveRequest(
+                    to=to,
+                    close_reason="no_response" if to == "closed" else None,
+                    override=True,
+                    reason="test",
+                )
+                try:
+                    pipeline.move(lead, request, actor=rng.choice(staff))
+                except pipeline.StageRefused:
+                    db.session.rollback()
+                    continue
+        elif action == "tag":
+            lead = rng.choice(leads)
+            existing = {t.code: t for t in lead.tags}
+            code = rng.choice(["condition:stenosis", "region:lower", "symptom:numbness"])
+            if code in existing:
+                existing[code].state = "removed" if existing[code].state == "active" else "active"
+            else:
+                lead.tags.append(LeadTag(code=code, origin="staff", state="active"))
+        elif action == "merge" and len(leads) > 2:
+            survivor, other = rng.sample(leads, 2)
+            try:
+                merge.merge_leads(survivor, other, actor=staff[0], now=now)
+            except merge.MergeRefused:
+                db.session.rollback()
+                continue
+        elif action == "nap":
+            queue.bulk_not_a_patient([rng.choice(leads).id], actor=staff[0], now=now, ip=None)
+        elif action == "owner":
+            queue.bulk_reassign(
+                [rng.choice(leads).id], owner=rng.choice(staff), actor=staff[0], now=now, ip=None
+            )
+        db.session.commit()
+    clock.set_now(None)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_roll_ups_equal_the_raw_queries_after_random_writes(app, make_user, seed, monkeypatch):
+    rng = random.Random(seed)
+    staff = [make_user("front_desk", name=f"Desk {i}") for i in range(3)] + [make_user("manager")]
+    db.session.add(ReferringPractice(name="North Spine Clinic"))
+    db.session.commit()
+
+    random_writes(rng, staff, 60)
+
+    kept = snapshot()
+    assert kept["rollup_leads"] and kept["rollup_calls"] and kept["rollup_staff"]
+    rollups.rebuild()
+    assert snapshot() == kept
+    db.session.rollback()
+
+    for period in (local_period(START, 7), local_period(START - timedelta(days=3), 40)):
+        from_rollups = every_metric(period)
+        monkeypatch.setattr(metrics, "USE_ROLLUPS", False)
+        raw = every_metric(period)
+        monkeypatch.setattr(metrics, "USE_ROLLUPS", True)
+        for key in raw:
+            assert (key, from_rollups[key]) == (key, raw[key])
+
+
+def test_a_failed_transaction_leaves_the_roll_ups_as_they_were(app, make_lead):
+    make_lead(created_at=utc(2026, 3, 10, 15))
+    before = snapshot()
+    lead = make_lead(created_at=utc(2026, 3, 10, 16))
+    db.session.rollback()
+    lead.source = "referral"
+    db.session.rollback()
+    assert snapshot() != before  # the committed lead counts …
+    kept = snapshot()
+    db.session.add(Lead(source="phone", created_at=utc(2026, 3, 11, 15)))
+    db.session.flush()
+    db.session.rollback()
+    assert snapshot() == kept  # … the rolled-back one does not
