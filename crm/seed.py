@@ -18,9 +18,10 @@ number already on a lead (so ``open_phone_key`` stays unique) and each ``call_si
 id. Staff, practices, holidays and the settings row are created only when missing.
 
 Shape (checked by ``tests/test_seed.py``): about 20 % of calls missed (inbound, unanswered or
-voicemail), about 1 % urgent leads (a red-flag text), about 5 % repeat callers (leads with two
-or more inbound calls), a funnel from ``new`` to ``surgery_scheduled`` with closings, skipped
-stages, moves back and reopenings. Progress goes to ``echo`` as counts only: no patient data.
+voicemail), about 1 % red-flag leads (most cleared of their urgent flag, with a note, once
+someone spoke with the patient), about 5 % repeat callers (leads with two or more inbound
+calls), a funnel from ``new`` to ``surgery_scheduled`` with closings, skipped stages, moves back
+and reopenings. Progress goes to ``echo`` as counts only: no patient data.
 """
 
 from __future__ import annotations
@@ -170,6 +171,12 @@ MEDICATIONS = (
     "Prednisone taper",
     "Tramadol from urgent care",
     "Tizanidine at bedtime",
+)
+# Why a person cleared a red-flag lead's urgent flag once they had spoken with the patient.
+URGENT_CLEARED = (
+    "Urgent flag cleared: spoke with the patient, sent to the ER; seen there and stable.",
+    "Urgent flag cleared: no new weakness or bladder change, symptoms are long-standing.",
+    "Urgent flag cleared: patient went to the ER the same day; consult requested after.",
 )
 STAFF_NOTES = (
     "Left voicemail, will try again tomorrow morning.",
@@ -740,6 +747,45 @@ class _Seeder:
         fd = self.staff["front_desk"]
         self.desk_weights = [3] + [2] * (len(fd) - 1)  # the demo front desk does the most
 
+    def this_morning(self) -> None:
+        """What the front desk finds on arriving: two urgent web requests and three voicemails.
+
+        They come through the real intake (the public form's and the phone line's own code), so
+        the demo's newest leads are tagged, timed and alerted exactly as live ones are.
+        """
+        from crm.intake import CallEventIn, ContactIn, WebRequestIn, receive_call_event, receive_web_request
+
+        rng, now = self.rng, clock.now()
+        lines = {MAIN_LINE: "main"}
+        for minutes in (95, 40):
+            contact = ContactIn(
+                source="web_form",
+                first_name=rng.choice(FIRST_NAMES),
+                last_name=rng.choice(LAST_NAMES),
+                phone=self.new_phone(),
+                message=COMPLAINTS[rng.choice(self.red)],
+                consent={"phone": True, "sms": True, "email": None, "detailed_voicemail": None},
+            )
+            at = now - timedelta(minutes=minutes)
+            receive_web_request(WebRequestIn(contact=contact, submitted_at=at), now=at)
+            self.stats["urgent"] += 1
+        for minutes in (130, 75, 20):
+            event = CallEventIn(
+                call_sid=f"CA{rng.getrandbits(128):032x}",
+                from_number=self.new_phone(),
+                to_number=MAIN_LINE,
+                direction="inbound",
+                status="no-answer",
+                started_at=now - timedelta(minutes=minutes),
+                duration_seconds=rng.randint(20, 70),
+            )
+            receive_call_event(event, lines=lines, now=now - timedelta(minutes=minutes))
+            self.missed += 1
+        db.session.commit()
+        self.counts["leads"] += 5
+        self.counts["calls"] += 3
+        self.stats["open"] += 5
+
     def new_phone(self) -> str:
         """Return a valid, unused Dallas-area number."""
         rng = self.rng
@@ -993,7 +1039,11 @@ class _Seeder:
             self.holders.append(idx)
         if closed and not merged and possible_dup is None:  # its phone is free for a returning patient
             self.closed_pool.append(idx)
-        self.stats["urgent"] += urgent
+        # Once someone has spoken with a red-flag patient, a person usually clears the flag (with a note).
+        cleared_at = None
+        if urgent and t_contact is not None:
+            cleared_at = min(t_contact + rng.randint(300, 3600), self.end - 1)
+        self.stats["urgent"] += urgent and cleared_at is None
         self.stats["closed" if closed else "open"] += 1
 
         dob = None
@@ -1046,7 +1096,7 @@ class _Seeder:
                 reason_code,
                 closed_from,
                 in_queue,
-                urgent,
+                urgent and cleared_at is None,
                 not_a_patient,
                 _pick(rng, NOT_A_PATIENT) if not_a_patient else None,
                 merged_into,
@@ -1092,6 +1142,11 @@ class _Seeder:
             self.add(
                 "notes",
                 (self.take("notes"), lead_id, author, prefix.get(source, "") + words, ts(created + 5)),
+            )
+        if cleared_at is not None:
+            author = contact_by or owner or self.desk()
+            self.add(
+                "notes", (self.take("notes"), lead_id, author, rng.choice(URGENT_CLEARED), ts(cleared_at))
             )
         if rng.random() < 0.25 and at > created + 3600:
             t_note = created + rng.randrange(3600, at - created)
@@ -1291,7 +1346,12 @@ class _Seeder:
             moves.append((OPEN_STAGES[k], t, actor, None, reason, OPEN_STAGES[stage_idx], override))
             stage_idx = k
         window = (2, 45)
-        if close_reason is None and may_go_stale and stage_idx < 8 and rng.random() < 0.95:
+        if (
+            close_reason is None
+            and may_go_stale
+            and stage_idx < 8
+            and rng.random() < (0.95 if stage_idx < 6 else 0.85)
+        ):
             # Leads don't sit in a stage forever: most are closed well past its aging limit
             # (those whose limit is still ahead are cut off by "now" below and stay open).
             limit = STALE_DAYS[stage_idx]
@@ -1827,7 +1887,9 @@ def seed_demo(*, n_leads: int, n_calls: int, seed: int = 5457, echo: Callable[[s
     docstring). No patient data is echoed, only counts.
     """
     started = time.perf_counter()
-    seeder = _Seeder(n_leads=n_leads, n_calls=n_calls, seed=seed, echo=echo)
+    # This morning's arrivals (two web requests, three voicemails) are part of the counts asked for.
+    morning = n_leads >= 50 and n_calls >= 50
+    seeder = _Seeder(n_leads=n_leads - 5 * morning, n_calls=n_calls - 3 * morning, seed=seed, echo=echo)
     raw = seeder.w.raw()
     if not seeder.w.pg:
         raw.execute("PRAGMA cache_size=-262144")  # 256 MB while indexes grow; reset below
@@ -1837,6 +1899,8 @@ def seed_demo(*, n_leads: int, n_calls: int, seed: int = 5457, echo: Callable[[s
         seeder.plan_rest()
         seeder.write_calls()
         seeder.finish()
+        if morning:
+            seeder.this_morning()
     except BaseException:
         db.session.rollback()
         raise
