@@ -1,4 +1,4 @@
-"""Forms of the admin area: create an API token, revoke one."""
+"""Forms of the admin area: create an API token, revoke one, reset a user's two-factor sign-in."""
 
 from __future__ import annotations
 
@@ -30,3 +30,9 @@ class TokenRevokeForm(FlaskForm):
     """Revoke one token, named by its id."""
 
     token_id = IntegerField(widget=HiddenInput(), validators=[DataRequired(), NumberRange(1, MAX_ID)])
+
+
+class ResetTwoFactorForm(FlaskForm):
+    """Clear one staff member's two-factor setup, named by their id."""
+
+    user_id = IntegerField(widget=HiddenInput(), validators=[DataRequired(), NumberRange(min=1, max=MAX_ID)])

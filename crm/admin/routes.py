@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy.orm import joinedload
 from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
 
-from crm.admin.forms import TokenCreateForm, TokenRevokeForm
+from crm import twofactor
+from crm.admin.forms import ResetTwoFactorForm, TokenCreateForm, TokenRevokeForm
 from crm.apitokens import TokenRefused, create_token, revoke_token
 from crm.authz import roles
 from crm.extensions import db
 from crm.models import ApiToken, User
+from crm.security import client_ip, end_all_sessions
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -23,7 +25,30 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 def index() -> str:
     """List staff accounts with their roles and status."""
     users = db.session.scalars(sa.select(User).order_by(User.active.desc(), User.name)).all()
-    return render_template("admin/index.html", users=users)
+    return render_template(
+        "admin/index.html",
+        users=users,
+        required_2fa=set(current_app.config["REQUIRE_2FA_ROLES"]),
+        reset_form=ResetTwoFactorForm(formdata=None),
+    )
+
+
+@bp.route("/reset-2fa", methods=["POST"])
+@roles("admin")
+def reset_two_factor() -> Response:
+    """Clear a staff member's two-factor setup (a lost phone) and end their sessions, audited."""
+    form = ResetTwoFactorForm()
+    if not form.validate_on_submit():
+        abort(400, description="Choose a staff member.")
+    user = db.get_or_404(User, form.user_id.data)
+    if not user.totp_enabled:
+        flash(f"{user.email} has no two-factor setup; nothing to reset.", "info")
+        return redirect(url_for("admin.index"))
+    twofactor.reset(user, actor_id=current_user.id, ip=client_ip())
+    ended = end_all_sessions(user)
+    db.session.commit()
+    flash(f"Reset two-factor sign-in of {user.email}; ended {ended} session(s).", "success")
+    return redirect(url_for("admin.index"))
 
 
 def _create_form() -> TokenCreateForm:

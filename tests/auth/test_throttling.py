@@ -191,7 +191,7 @@ def gunicorn_server(database_url, tmp_path, make_user):
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # a loaded 2-core machine can take >10 s to boot workers
         while True:
             try:
                 if requests.get(f"{url}/login", timeout=2).status_code == 200:
@@ -199,7 +199,10 @@ def gunicorn_server(database_url, tmp_path, make_user):
             except requests.RequestException:  # not listening yet, or workers still booting
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not start: {server.stderr.read().decode()[-2000:]}")
+                # Stop it before reading its stderr: reading a live server's pipe waits forever.
+                server.kill()
+                _, err = server.communicate(timeout=10)
+                raise RuntimeError(f"gunicorn did not start: {err.decode()[-2000:]}")
             time.sleep(0.05)
         yield url, access_log
     finally:

@@ -387,3 +387,29 @@ def test_the_security_page_offers_2fa_to_every_role(client, login_as):
     login_as("surgeon")
     html = client.get("/account/security").get_data(as_text=True)
     assert "Set up two-factor sign-in" in html and 'href="/account/security/setup"' in html
+
+
+def test_an_admin_resets_a_users_2fa_from_the_admin_page(client, enrolled, login_as):
+    user, _, _ = enrolled("manager")
+    admin = login_as("admin")
+    page = client.get("/admin").get_data(as_text=True)
+    assert f'aria-label="Reset two-factor sign-in of {user.name}"' in page
+
+    response = client.post("/admin/reset-2fa", data={"user_id": user.id, "csrf_token": csrf_token(page)})
+
+    assert response.status_code == 302
+    assert f"Reset two-factor sign-in of {user.email}" in client.get("/admin").get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(User, user.id).totp_enabled is False
+    event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "2fa_reset"))
+    assert (event.user_id, event.via, event.detail) == (admin.id, "web", {"user_id": user.id})
+    client.delete_cookie("crm_session")
+    assert sign_in(client, user.email).headers["Location"] == "/"  # managers are not required here
+
+
+def test_the_admin_reset_refuses_a_post_without_a_user(client, login_as):
+    login_as("admin")
+    token = csrf_token(client.get("/admin").get_data(as_text=True))
+    response = client.post("/admin/reset-2fa", data={"user_id": "abc", "csrf_token": token})
+    assert response.status_code == 400 and "Choose a staff member." in response.get_data(as_text=True)
+    assert _audits("2fa_reset") == 0
