@@ -221,3 +221,98 @@ def test_campaign_and_owner_filters_narrow_the_cohort(client, login_as, make_use
     assert text_of(by_campaign, "kpi-leads") == "2"
     assert text_of(by_owner, "kpi-leads") == "1"
     assert f'<option value="{ana.id}" selected>Ana</option>' in by_owner
+
+
+def test_the_stage_aging_list_is_paged_oldest_first(client, login_as, make_lead):
+    login_as("manager")
+    # 30 leads stuck in "new" (limit 1 day) for 2 to 31 days: the oldest is the last made.
+    stalled = [
+        make_lead(stage="new", created_at=NOW - timedelta(days=d), stage_entered_at=NOW - timedelta(days=d))
+        for d in range(2, 32)
+    ]
+    oldest_first = [lead.id for lead in reversed(stalled)]
+
+    first = client.get("/dashboard").get_data(as_text=True)
+    second = client.get("/dashboard?aging_page=2").get_data(as_text=True)
+
+    assert "Leads 1–25 of 30 stalled, oldest first" in first
+    assert re.findall(r'href="/leads/(\d+)"', first) == [str(i) for i in oldest_first[:25]]
+    assert 'rel="next" href="/dashboard?aging_page=2#h-aging"' in first and 'rel="prev"' not in first
+    assert "Leads 26–30 of 30 stalled" in second
+    assert re.findall(r'href="/leads/(\d+)"', second) == [str(i) for i in oldest_first[25:]]
+    assert 'rel="prev"' in second and 'rel="next"' not in second
+    rows = list(csv.reader(io.StringIO(client.get("/dashboard/export/aging.csv").get_data(as_text=True))))
+    assert len(rows) == 31  # the export has every stalled lead (up to the list's cap), not one page
+
+
+def test_this_week_runs_from_monday(client, login_as, make_lead):
+    login_as("manager")
+    make_lead(created_at=utc(2026, 3, 16, 14))  # Monday of NOW's week, 9:00 in Chicago
+    make_lead(created_at=utc(2026, 3, 15, 14))  # the Sunday before
+
+    html = client.get("/dashboard?range=week").get_data(as_text=True)
+
+    assert text_of(html, "kpi-leads") == "1"
+    assert '<option value="week" selected>This week</option>' in html
+    assert "Mar 16, 2026 – Mar 18, 2026" in html
+
+
+@pytest.mark.parametrize(
+    ("chart", "head"),
+    [
+        ("campaigns", ["campaign", "leads", "consults", "surgeries", "consult_rate", "surgery_rate"]),
+        ("landing_pages", ["landing_page", "leads", "consults", "surgeries", "consult_rate", "surgery_rate"]),
+        (
+            "speed_week",
+            [
+                "week_starting",
+                "contacted",
+                "median_business_minutes",
+                "p90_business_minutes",
+                "within_target",
+            ],
+        ),
+        (
+            "callbacks",
+            ["missed_inbound_calls", "with_callback_task", "done_within_target", "share_within_target"],
+        ),
+    ],
+)
+def test_the_new_charts_export_their_numbers_neutralised_and_audited(
+    client, login_as, make_lead, chart, head
+):
+    login_as("manager")
+    # Wednesday 10:00 in Chicago, contacted 12 business minutes later.
+    make_lead(
+        created_at=NOW - timedelta(hours=1),
+        first_contact_at=NOW - timedelta(minutes=48),
+        campaign="=HYPERLINK(1)",
+        landing_page="-/back",
+    )
+
+    rows = list(csv.reader(io.StringIO(client.get(f"/dashboard/export/{chart}.csv").get_data(as_text=True))))
+
+    assert rows[0] == head
+    expected = {
+        "campaigns": [["'=HYPERLINK(1)", "1", "0", "0", "0.0%", "0.0%"]],
+        "landing_pages": [["'-/back", "1", "0", "0", "0.0%", "0.0%"]],
+        "speed_week": [["2026-03-16", "1", "12.0", "12.0", "100.0%"]],
+        "callbacks": [["0", "0", "0", ""]],
+    }[chart]
+    assert rows[1:] == expected
+    event = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "dashboard_export")).one()
+    assert (event.detail["chart"], event.detail["rows"]) == (chart, len(expected))
+
+
+def test_new_charts_show_friendly_empty_states(client, login_as):
+    login_as("manager")
+
+    html = client.get("/dashboard?range=week").get_data(as_text=True)
+
+    for text in (
+        "No lead of this period came through a landing page.",
+        "No lead of this period was referred by a practice.",
+        "No missed inbound call in this period.",
+    ):
+        assert text in html
+    assert "data-figure" not in html
