@@ -65,7 +65,7 @@ class CloseNoResponseForm(FlaskForm):
 class TagForm(FlaskForm):
     """Add or remove one complaint tag as staff's own word."""
 
-    code = SelectField("Tag", choices=[SelectChoice(c, TAG_LABELS[c]) for c in sorted(TAG_LABELS)])
+    code = SelectField("Tag to add", choices=[SelectChoice(c, TAG_LABELS[c]) for c in sorted(TAG_LABELS)])
 
 
 class ClearUrgentForm(FlaskForm):
