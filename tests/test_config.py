@@ -29,6 +29,7 @@ VARIABLES = (
     "PROXY_HOPS",
     "PUBLIC_BASE_URL",
     "REQUIRE_2FA_ROLES",
+    "SECOND_FACTOR_MINUTES",
 )
 
 
@@ -63,6 +64,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ("CRM_ENV", "staging"),
         ("REQUIRE_2FA_ROLES", "admin,superuser"),
         ("REQUIRE_2FA_ROLES", "Admin"),
+        ("SECOND_FACTOR_MINUTES", "ten"),
+        ("SECOND_FACTOR_MINUTES", "0"),
     ],
 )
 def test_a_malformed_variable_stops_with_its_name(monkeypatch, name, value):
