@@ -165,6 +165,15 @@ def sent_forms(role: str, page: Page, seen: Watch, base: str) -> list[str]:
         problems.extend(check_here(page, seen, "/leads/import done"))
     if role == "admin":
         send("/admin/tokens", "Create token", {"Name": "website form"}, "/admin/tokens created")
+    if role == "front_desk":
+        # A form left open past its CSRF token's life: the "This form has expired" page (400).
+        page.goto(f"{base}/leads/new")
+        form = page.locator("form").filter(has=page.get_by_role("button", name="Create lead"))
+        form.locator("input[name=csrf_token]").evaluate("el => { el.value = 'expired'; }")
+        seen.clear()
+        page.get_by_role("button", name="Create lead").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("This form has expired")
+        problems.extend(check_here(page, seen, "expired form (400)"))
     return problems
 
 
