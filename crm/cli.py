@@ -12,7 +12,7 @@ from flask.cli import AppGroup
 
 from crm import audit, clock, twofactor
 from crm.extensions import db
-from crm.models import ROLE_LABELS, ROLES, Lead, User
+from crm.models import ROLE_LABELS, ROLES, Lead, RollupLeadFacts, User
 from crm.passwords import WeakPassword, check_policy, hash_password
 from crm.security import end_all_sessions, set_password
 
@@ -136,6 +136,13 @@ def demo_command() -> None:
     if db.session.scalar(sa.select(sa.func.count()).select_from(Lead)) == 0:
         click.echo("First run: adding demo data (a minute at most)…")
         click.echo(seed_demo(n_leads=2000, n_calls=20000, seed=5457, echo=click.echo))
+    elif db.session.scalar(sa.select(sa.func.count()).select_from(RollupLeadFacts)) == 0:
+        # A database from before the dashboard's roll-ups (or whose roll-ups were emptied).
+        from crm import rollups
+
+        click.echo("Filling the dashboard's roll-ups from the existing data…")
+        rollups.rebuild()
+        db.session.commit()
     click.echo("\nDemo logins (demo data only — never use these on real patient data):")
     for email, role, _name, password in DEMO_LOGINS:
         click.echo(f"  {ROLE_LABELS[role]:<11} {email:<28} {password}")

@@ -7,6 +7,8 @@ database that a downgrade may empty.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from flask import Flask
@@ -73,3 +75,55 @@ def test_downgrade_to_nothing_and_upgrade_again(app):
     db.session.rollback()
     assert not deleted
     assert db.session.scalar(sa.text("SELECT count(*) FROM audit_events")) == 1
+
+
+def _insert(conn: sa.Connection, table_name: str, **values: object) -> None:
+    """Insert a row as the old schema stood, filling any other required column plainly."""
+    table = sa.Table(table_name, sa.MetaData(), autoload_with=conn)
+    plain = {
+        sa.Integer: 0,
+        sa.String: "x",
+        sa.Boolean: False,
+        sa.DateTime: datetime(2026, 1, 5, 10, tzinfo=UTC),
+    }
+    for column in table.columns:
+        if (
+            column.name in values
+            or column.nullable
+            or column.server_default is not None
+            or column.primary_key
+        ):
+            continue
+        values[column.name] = next(v for t, v in plain.items() if isinstance(column.type, t))
+    conn.execute(table.insert().values(**values))
+
+
+def test_a_clinic_with_data_upgrades_from_the_first_schema_to_the_head(app):
+    """A database in use (staff, patients, sessions, audit rows) upgrades without losing a row.
+
+    SQLite rebuilds a table to change it; with foreign keys on, dropping a table that holds
+    referenced rows would fail, so the migration environment switches them off for the run and
+    checks every reference before committing.
+    """
+    db.session.remove()
+    downgrade(revision="0001")
+    with db.engine.begin() as conn:
+        _insert(conn, "users", id=7, email="ana@clinic.test", name="Ana", role="front_desk")
+        _insert(
+            conn,
+            "leads",
+            id=11,
+            first_name="Maria",
+            last_name="Delgado",
+            source="phone",
+            stage="new",
+            owner_id=7,
+        )
+        _insert(conn, "user_sessions", id="s" * 43, user_id=7)
+        _insert(conn, "audit_events", user_id=7, action="lead_view", lead_id=11, via="web")
+    upgrade()
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT owner_id FROM leads WHERE id = 11")).scalar() == 7
+        assert conn.execute(sa.text("SELECT email FROM users WHERE id = 7")).scalar() == "ana@clinic.test"
+        assert conn.execute(sa.text("SELECT count(*) FROM user_sessions WHERE user_id = 7")).scalar() == 1
+        assert conn.execute(sa.text("SELECT count(*) FROM audit_events WHERE lead_id = 11")).scalar() == 1
