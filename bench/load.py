@@ -36,6 +36,7 @@ class Callbacks:
     run_tag: str  # every new CallSid of this run starts with "CA" + run_tag
     jobs: list[tuple[bytes, str]]  # (form-encoded body, X-Twilio-Signature)
     sid_of_job: list[str]
+    status_of_job: list[str]
     new_sids: set[str]
     repeats: int  # callbacks that repeat one of this run's own calls (a second status, a retry)
     existing: int  # callbacks about calls already in the data set
@@ -50,6 +51,7 @@ class LoadResult:
     statements: list[int] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     answered_sids: set[str] = field(default_factory=set)
+    answered_jobs: set[int] = field(default_factory=set)
     sent: int = 0
     errors: int = 0
     wall_s: float = 0.0
@@ -115,6 +117,7 @@ def build_callbacks(
         run_tag=run_tag,
         jobs=jobs,
         sid_of_job=[f["CallSid"] for f in forms],
+        status_of_job=[f["CallStatus"] for f in forms],
         new_sids=new_sids,
         repeats=distinct + retries,
         existing=n_existing,
@@ -153,6 +156,7 @@ async def _send_all(base: str, plan: Callbacks, concurrency: int, time_limit: fl
                 result.errors += 1
                 continue
             result.answered_sids.add(plan.sid_of_job[index])
+            result.answered_jobs.add(index)
             if timing:
                 result.server_ms.append(float(timing.group(1)))
             if count is not None:

@@ -104,6 +104,7 @@ def test_harness_runs_end_to_end_on_a_tiny_data_set(tmp_path: Path) -> None:
         assert re.fullmatch(r"\d+\.\d+", cells[10].strip()), cells  # a SQL floor
     assert re.search(r"\*\*Webhook ingestion\*\*.*: 40 of 40 callbacks answered", report), report
     assert "- Lost: **0** — 16 new calls answered 200, 16 in the `calls` table" in report, report
+    assert "0 of the 16 whose `completed` callback was answered not left `completed`" in report, report
     assert "2 posts answered 303, 2 appointment requests stored" in report, report
     assert "Tracebacks in the server log: 0." in report
     assert re.search(r"Worker peak memory: \d+ MB, \d+ MB", report), report
