@@ -104,7 +104,8 @@ def calls_figure(cells: list[dict[str, Any]]) -> Figure:
             "symbol": "square",
             "size": [round(8 + 14 * c["calls"] / top, 1) for c in cells],
             "color": [c["calls"] for c in cells],
-            "colorscale": "Blues",
+            # Spelled out: plotly.js's own "Blues" runs dark → light, the reverse of plotly.py's.
+            "colorscale": [[0, "#c6dbef"], [0.5, "#4292c6"], [1, "#08306b"]],
             "cmin": 0,
             "cmax": top,
             "showscale": False,
@@ -170,12 +171,14 @@ def speed_figure(rows: list[dict[str, Any]], *, x_key: str, target: int, labels:
     layout = _layout(
         margin={"l": 60, "r": 60, "t": 30, "b": 60 if x_key == "week" else 80},
         barmode="group",
-        yaxis={"title": {"text": "business minutes"}, "rangemode": "tozero"},
+        # Log scale: a median of minutes and a 90th percentile of days both stay readable.
+        yaxis={"title": {"text": "business minutes (log scale)"}, "type": "log"},
         yaxis2={
             "title": {"text": "% within target"},
             "overlaying": "y",
             "side": "right",
-            "range": [0, 100],
+            "range": [0, 105],
+            "tickvals": [0, 25, 50, 75, 100],
             "ticksuffix": "%",
             "showgrid": False,
         },
