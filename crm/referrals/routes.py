@@ -42,11 +42,31 @@ MORE_INFO_DUE = timedelta(days=1)
 def queue() -> str:
     """List leads waiting for a surgeon's decision, urgent first, then oldest, as decision packets."""
     waiting = sa.and_(Lead.stage == REVIEW, Lead.in_queue.is_(True), leads_visible_to(current_user))
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(Lead).where(waiting)) or 0
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    leads, total = _waiting_page(waiting, page)
     pages = max(1, -(-total // PAGE_SIZE))
-    page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
-    leads = db.session.scalars(
-        sa.select(Lead)
+    if page > pages:  # past the end (an edited address): show the last page
+        page = pages
+        leads, total = _waiting_page(waiting, page)
+    packets = [_packet(lead, ev) for lead, ev in zip(leads, evidence_for(leads), strict=True)]
+    audit.record_list(
+        "referral_list", user_id=current_user.id, lead_ids=[lead.id for lead in leads], ip=client_ip()
+    )
+    html = render_template(
+        "referrals/queue.html", packets=packets, advice=RED_FLAG_ADVICE, total=total, page=page, pages=pages
+    )
+    audit.commit_view()
+    return html
+
+
+def _waiting_page(waiting: sa.ColumnElement[bool], page: int) -> tuple[list[Lead], int]:
+    """Return one page of the waiting referrals, urgent first then oldest, and how many wait in all.
+
+    One statement: the total rides along on each row (``count(*) OVER ()``); a page past the
+    end has no row to carry it, so it is counted alone.
+    """
+    rows = db.session.execute(
+        sa.select(Lead, sa.func.count().over().label("total"))
         .where(waiting)
         .options(
             selectinload(Lead.tags),
@@ -58,15 +78,11 @@ def queue() -> str:
         .limit(PAGE_SIZE)
         .offset((page - 1) * PAGE_SIZE)
     ).all()
-    packets = [_packet(lead, ev) for lead, ev in zip(leads, evidence_for(leads), strict=True)]
-    audit.record_list(
-        "referral_list", user_id=current_user.id, lead_ids=[lead.id for lead in leads], ip=client_ip()
-    )
-    html = render_template(
-        "referrals/queue.html", packets=packets, advice=RED_FLAG_ADVICE, total=total, page=page, pages=pages
-    )
-    audit.commit_view()
-    return html
+    if rows:
+        return [lead for lead, _total in rows], int(rows[0].total)
+    if page == 1:
+        return [], 0
+    return [], db.session.scalar(sa.select(sa.func.count()).select_from(Lead).where(waiting)) or 0
 
 
 @bp.route("/<int:lead_id>/print")

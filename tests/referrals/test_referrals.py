@@ -296,11 +296,11 @@ def test_the_queue_costs_the_same_with_3_or_30_referrals(
     with count_queries() as queries:
         html = queue_page(client)
     assert html.count('<article class="packet') == min(size, PAGE_SIZE)
-    # 1 session with its user, 2 the count of waiting referrals, 3 the page of leads with owner,
-    # surgeon and practice joined, 4 their tags, 5-7 the patient's words: form messages, call
-    # notes, notes with authors, 8 the clinic's settings (time zone), 9 the audit row listing the
-    # leads shown.
-    assert len(queries) == 9, "\n".join(q[:70] for q in queries.statements)
+    # 1 session with its user, 2 the page of leads with owner, surgeon and practice joined and
+    # the count of all waiting referrals on each row, 3 their tags, 4-6 the patient's words: form
+    # messages, call notes, notes with authors, 7 the clinic's settings (time zone), 8 the audit
+    # row listing the leads shown.
+    assert len(queries) == 8, "\n".join(q[:70] for q in queries.statements)
 
 
 def test_the_queue_pages_through_every_referral_once(client, login_as, referral):
@@ -311,3 +311,13 @@ def test_the_queue_pages_through_every_referral_once(client, login_as, referral)
         html = client.get(f"/referrals?page={page}").get_data(as_text=True)
         seen += [int(i) for i in re.findall(r'<article class="packet[^"]*" id="lead-(\d+)"', html)]
     assert sorted(seen) == sorted(ids)
+
+
+def test_a_page_past_the_end_shows_the_last_page(client, login_as, referral):
+    surgeon = login_as("surgeon")
+    made = [referral(surgeon_id=surgeon.id).id for _ in range(PAGE_SIZE + 3)]
+    last = client.get("/referrals?page=2").get_data(as_text=True)
+    past = client.get("/referrals?page=99").get_data(as_text=True)
+    shown = [int(i) for i in re.findall(r'<article class="packet[^"]*" id="lead-(\d+)"', past)]
+    assert len(shown) == 3 and set(shown) <= set(made)
+    assert shown == [int(i) for i in re.findall(r'<article class="packet[^"]*" id="lead-(\d+)"', last)]
