@@ -151,6 +151,35 @@ def _next_bucket(day: date, grain: str) -> date:
     return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
+def _lead_rollup_rows(days: tuple[date, date], filters: Filters) -> list[tuple[str, str, int, int]]:
+    """``(source, campaign, reached, leads)`` of the cohort from ``rollup_leads`` (source/campaign filters).
+
+    The funnel, conversion by source and by campaign all read this one grouped answer; within
+    a request it is kept on ``g`` (the data cannot change under a page being rendered).
+    """
+    key = ("metrics_lead_rollup", days, filters.source, filters.campaign)
+    if has_request_context() and key in g.setdefault("metrics_cache", {}):
+        cached: list[tuple[str, str, int, int]] = g.metrics_cache[key]
+        return cached
+    t = rollup_leads
+    where = [_in_buckets(t, days, "m")]
+    if filters.source:
+        where.append(t.c.source == filters.source)
+    if filters.campaign:
+        where.append(t.c.campaign == filters.campaign)
+    rows = [
+        (src, camp, int(r), int(n))
+        for src, camp, r, n in db.session.execute(
+            sa.select(t.c.source, t.c.campaign, t.c.reached, sa.func.sum(t.c.leads))
+            .where(*where)
+            .group_by(t.c.source, t.c.campaign, t.c.reached)
+        )
+    ]
+    if has_request_context():
+        g.metrics_cache[key] = rows
+    return rows
+
+
 def _reach_counts(rows: list[Any]) -> dict[Any, list[int]]:
     """Turn ``(group, reached, leads)`` rows into group → leads reaching each funnel step."""
     out: dict[Any, list[int]] = {}
@@ -205,19 +234,7 @@ def funnel_and_sources(
     """
     days = _local_days(period)
     if days and not filters.tag and not filters.owner_id:
-        t = rollup_leads
-        where = [_in_buckets(t, days, "m")]
-        if filters.source:
-            where.append(t.c.source == filters.source)
-        if filters.campaign:
-            where.append(t.c.campaign == filters.campaign)
-        counted = _reach_counts(
-            db.session.execute(
-                sa.select(t.c.source, t.c.reached, sa.func.sum(t.c.leads))
-                .where(*where)
-                .group_by(t.c.source, t.c.reached)
-            ).all()
-        )
+        counted = _reach_counts([(src, r, n) for src, _c, r, n in _lead_rollup_rows(days, filters)])
         groups: list[Any] = [(g, *c) for g, c in counted.items() if c[0]]
     else:
         rows = _reach_rows(period, filters, Lead.source.label("group"))
@@ -324,16 +341,15 @@ def _conversion_from_rollups(by: str, period: Period, filters: Filters) -> list[
     if days is None or filters.tag or filters.owner_id:
         return None
     if by == "campaign":
-        t = rollup_leads
-        where = [_in_buckets(t, days, "m")]
-        if filters.source:
-            where.append(t.c.source == filters.source)
-        if filters.campaign:
-            where.append(t.c.campaign == filters.campaign)
-        group: Any = t.c.campaign
-    elif filters.source or filters.campaign:
+        counted = _reach_counts([(c, r, n) for _s, c, r, n in _lead_rollup_rows(days, filters)])
+        out = [
+            _conversion_row(g or "(none)", c[0], c[CONSULT], c[SURGERY]) for g, c in counted.items() if c[0]
+        ]
+        out.sort(key=lambda r: (-r["leads"], r["group"]))
+        return out
+    if filters.source or filters.campaign:
         return None
-    elif by == "tag":
+    if by == "tag":
         t = rollup_lead_tags
         where, group = [_in_buckets(t, days, "m")], t.c.tag
     else:
@@ -345,11 +361,7 @@ def _conversion_from_rollups(by: str, period: Period, filters: Filters) -> list[
             sa.select(group, t.c.reached, sa.func.sum(t.c.leads)).where(*where).group_by(group, t.c.reached)
         ).all()
     )
-    out = [
-        _conversion_row((g or "(none)") if by == "campaign" else g, c[0], c[CONSULT], c[SURGERY])
-        for g, c in counted.items()
-        if c[0]
-    ]
+    out = [_conversion_row(group_, c[0], c[CONSULT], c[SURGERY]) for group_, c in counted.items() if c[0]]
     out.sort(key=lambda r: (-r["leads"], r["group"]))
     return out
 
