@@ -1346,12 +1346,7 @@ class _Seeder:
             moves.append((OPEN_STAGES[k], t, actor, None, reason, OPEN_STAGES[stage_idx], override))
             stage_idx = k
         window = (2, 45)
-        if (
-            close_reason is None
-            and may_go_stale
-            and stage_idx < 8
-            and rng.random() < (0.95 if stage_idx < 6 else 0.85)
-        ):
+        if close_reason is None and may_go_stale and stage_idx < 8 and (stage_idx < 6 or rng.random() < 0.85):
             # Leads don't sit in a stage forever: most are closed well past its aging limit
             # (those whose limit is still ahead are cut off by "now" below and stay open).
             limit = STALE_DAYS[stage_idx]
