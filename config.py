@@ -162,7 +162,8 @@ class Config:
         self.SESSION_COOKIE_NAME = "crm_session"
         self.REMEMBER_COOKIE_DURATION = 0
         self.WTF_CSRF_TIME_LIMIT = None  # the session's own limits bound the token's life
-        self.SQLALCHEMY_ECHO = False
+        # Every SQL statement to the log, for debugging; bound values (patient data) stay hidden.
+        self.SQLALCHEMY_ECHO = env_bool("SQL_ECHO", False)
         self.SQLALCHEMY_RECORD_QUERIES = False
         self.MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 20 * 1024 * 1024, minimum=1024)
         # Benchmark only (bench/run_bench.py sets it): count each request's SQL statements and

@@ -2,11 +2,43 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from crm.extensions import db
+
+
+class LoggedDatabaseError(Exception):
+    """A database error as the log keeps it: what failed and where, never the values."""
+
+
+def loggable(error: BaseException) -> BaseException:
+    """Return ``error`` fit for a log line: a database error loses the values its server echoed.
+
+    Bound parameters are already hidden (``hide_parameters``), but PostgreSQL repeats values in
+    its own message: "Key (open_phone_key)=(+1…) already exists", "Failing row contains (…,
+    <name>, <phone>, …)". From PostgreSQL the log keeps the SQLSTATE, table, column and
+    constraint; SQLite's messages name only the constraint and column, so they are kept.
+    """
+    if not isinstance(error, sa.exc.DBAPIError):
+        return error
+    original = error.orig
+    diag = getattr(original, "diag", None)
+    if diag is not None:
+        facts = {
+            "sqlstate": diag.sqlstate,
+            "table": diag.table_name,
+            "column": diag.column_name,
+            "constraint": diag.constraint_name,
+        }
+        described = ", ".join(f"{name} {value}" for name, value in facts.items() if value)
+    else:
+        described = str(original)
+    safe = LoggedDatabaseError(f"{type(original).__name__} ({described}) [SQL: {error.statement}]")
+    return safe.with_traceback(error.__traceback__)
+
 
 TITLES = {
     400: "That request could not be understood",
@@ -72,7 +104,13 @@ def init_errorhandlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _server_error(error: Exception) -> Response | tuple[str, int]:
         db.session.rollback()
-        app.logger.exception("unhandled error on %s %s", request.method, request.url_rule)
+        safe = loggable(error)
+        app.logger.error(
+            "unhandled error on %s %s",
+            request.method,
+            request.url_rule,
+            exc_info=(type(safe), safe, safe.__traceback__),
+        )
         if wants_json():
             return api_error("server_error", "Something went wrong on our side.", 500)
         return render_template("errors/error.html", status=500, title=TITLES[500], description=None), 500

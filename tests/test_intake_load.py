@@ -18,12 +18,8 @@ response 303 (form) or 200 (webhook), and no "database is locked" in the server'
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -42,8 +38,8 @@ from twilio.request_validator import RequestValidator
 
 from crm.extensions import db
 from crm.models import AppointmentRequest, Call, Lead, Task
+from tests.servers import gunicorn_server
 
-ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_BASE_URL = "http://crm.load.test"
 TOKEN = "load-test-twilio-token"
 MAIN_LINE = "+19724995457"
@@ -53,69 +49,19 @@ THREADS = 20
 TOKEN_RE = re.compile(r'name="form_token" type="hidden" value="([^"]+)"')
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def intake_server(database_url: str, tmp_path: Path, app: Any) -> Iterator[tuple[str, Path]]:
     """Serve the test's committed database with gunicorn (2 workers); yield (url, server log)."""
     db.session.commit()  # hold no SQLite lock while the server writes
-    port = _free_port()
-    log = tmp_path / "gunicorn.log"
     env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "CRM_INSTANCE_PATH": str(tmp_path / "instance"),
-        "SECRET_KEY": "a-test-secret-key-long-enough-for-anything-0123456789",
-        "CRM_ENV": "development",
-        "COOKIE_SECURE": "false",
-        "FORCE_HTTPS": "false",
         "CLINIC_LINES": f"{MAIN_LINE}=main",
         "TWILIO_AUTH_TOKEN": TOKEN,
         "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
         "PUBLIC_FORM_MIN_SECONDS": "0",
         "FORM_RATE_LIMIT": "100000 per hour",
-        "SMTP_URL": "",
     }
-    command = [
-        str(Path(sys.executable).with_name("gunicorn")),
-        "--no-control-socket",
-        "-k",
-        "sync",
-        "-w",
-        "2",
-        "-b",
-        f"127.0.0.1:{port}",
-        "--error-logfile",
-        str(log),
-        "wsgi:app",
-    ]
-    server = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if requests.get(f"{url}{FORM_PATH}", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or workers still booting
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
-        yield url, log
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with gunicorn_server(database_url, tmp_path / "server", env=env, ready_path=FORM_PATH) as server:
+        yield server.url, server.error_log
 
 
 # --------------------------------------------------------------------------- the mix

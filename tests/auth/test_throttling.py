@@ -3,11 +3,8 @@ and the counts live in the database so every gunicorn worker sees them."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -20,9 +17,9 @@ from crm.extensions import db
 from crm.models import ThrottleHit, UserSession
 from crm.security import GENERIC_FAILURE
 from tests.conftest import DEFAULT_PASSWORD, sign_in, utc
+from tests.servers import gunicorn_server
 
 T0 = utc(2026, 3, 9, 14, 0)
-ROOT = Path(__file__).resolve().parent.parent.parent
 LOCKED = "This account is locked for 15 minutes"
 SLOWED = "Too many failed sign-ins from this network"
 GENERIC_HTML = GENERIC_FAILURE.replace("'", "&#39;")
@@ -153,66 +150,13 @@ def test_a_successful_sign_in_clears_the_accounts_failures(client, make_user, fr
 # --------------------------------------------------------------------------- across workers
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def gunicorn_server(database_url, tmp_path, make_user):
+def gunicorn(database_url, tmp_path, make_user):
     """Serve the test's committed database with gunicorn, 2 sync workers; yield (url, access log)."""
-    port = _free_port()
-    access_log = tmp_path / "access.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "CRM_INSTANCE_PATH": str(tmp_path / "instance"),
-        "SECRET_KEY": "a-test-secret-key-long-enough-for-anything-0123456789",
-        "CRM_ENV": "development",
-        "COOKIE_SECURE": "false",  # plain HTTP: requests must send the cookie back
-        "FORCE_HTTPS": "false",
-    }
-    command = [
-        str(Path(sys.executable).with_name("gunicorn")),
-        "--no-control-socket",
-        "-k",
-        "sync",
-        "-w",
-        "2",
-        "-b",
-        f"127.0.0.1:{port}",
-        "--access-logfile",
-        str(access_log),
-        "--access-logformat",
-        "%(p)s %(m)s %(U)s %(s)s",  # the pid of the worker that answered
-        "wsgi:app",
-    ]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30  # a loaded 2-core machine can take >10 s to boot workers
-        while True:
-            try:
-                if requests.get(f"{url}/login", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or workers still booting
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                # Stop it before reading its stderr: reading a live server's pipe waits forever.
-                server.kill()
-                _, err = server.communicate(timeout=10)
-                raise RuntimeError(f"gunicorn did not start: {err.decode()[-2000:]}")
-            time.sleep(0.05)
-        yield url, access_log
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        server.stderr.close()
+    # The access log names the pid of the worker that answered each request.
+    args = ("--access-logformat", "%(p)s %(m)s %(U)s %(s)s")
+    with gunicorn_server(database_url, tmp_path / "server", args=args) as server:
+        yield server.url, server.access_log
 
 
 def _occupy_a_worker(url: str) -> socket.socket:
@@ -244,8 +188,8 @@ def _login_posts(access_log: Path) -> list[tuple[int, str]]:
 
 
 @pytest.mark.server
-def test_the_account_lock_holds_across_gunicorn_workers(gunicorn_server, make_user):
-    url, access_log = gunicorn_server
+def test_the_account_lock_holds_across_gunicorn_workers(gunicorn, make_user):
+    url, access_log = gunicorn
     email = make_user("front_desk").email
     db.session.commit()  # end the test's transaction: on SQLite it would hold the write lock
     http = requests.Session()
