@@ -50,6 +50,8 @@ CASES: dict[str, Case] = {
     "referrals.queue": Case("surgeon", "GET", lambda lead, ctx: "/referrals", stage="surgical_review"),
     "leads.detail": Case("front_desk", "GET", _lead_url()),
     "leads.fhir_export": Case("manager", "GET", _lead_url("/fhir.json")),
+    "leads.record_json": Case("front_desk", "GET", _lead_url("/record.json")),
+    "leads.record_print": Case("front_desk", "GET", _lead_url("/record")),
     "referrals.print_packet": Case(
         "surgeon", "GET", lambda lead, ctx: f"/referrals/{lead.id}/print", stage="surgical_review"
     ),
