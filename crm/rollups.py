@@ -374,11 +374,33 @@ def _write(total: dict[tuple[str, str, date, tuple[Any, ...]], list[int]], *, fr
             db.session.execute(stmt, batch[start : start + 5000])
 
 
+DAY_LOCK, LEAD_LOCK = 1 << 40, 2 << 40  # advisory lock key spaces: a call day, a lead
+
+
+def _serialize(ids: list[int], days: list[date]) -> None:
+    """On PostgreSQL, hold a lock on each touched call day and lead until this transaction ends.
+
+    ``refresh`` reads the stored aggregate and recounts the raw rows in two statements; under
+    READ COMMITTED another writer of the same day could commit between them, and its call
+    would be counted twice. With the lock, the second writer reads and recounts only after the
+    first has committed. Keys are taken in one sorted order (days, then leads), so two writers
+    cannot deadlock on them. SQLite needs nothing: ``BEGIN IMMEDIATE`` already serialises writers.
+    """
+    if db.session.get_bind().dialect.name != "postgresql":
+        return
+    keys = [DAY_LOCK + day.toordinal() for day in days] + [LEAD_LOCK + i for i in ids]
+    db.session.execute(
+        sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k"),
+        {"keys": keys},
+    )
+
+
 def refresh(lead_ids: Iterable[int], call_days: Iterable[date], cal: BusinessCalendar | None = None) -> None:
     """Recount some leads and call days from the raw tables and move the aggregates by the difference."""
     ids, days = sorted(set(lead_ids)), sorted(set(call_days))
     if not ids and not days:
         return
+    _serialize(ids, days)
     cal = cal or load_calendar()
     total: dict[tuple[str, str, date, tuple[Any, ...]], list[int]] = {}
     if ids:

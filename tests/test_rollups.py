@@ -219,3 +219,58 @@ def test_a_failed_transaction_leaves_the_roll_ups_as_they_were(app, make_lead):
     db.session.flush()
     db.session.rollback()
     assert snapshot() == kept  # … the rolled-back one does not
+
+
+def test_concurrent_writers_of_the_same_day_are_each_counted_once(app, monkeypatch):
+    """Eight writers add calls to the same clinic day at once, each in its own transactions.
+
+    Each commit reads the day's stored counts and recounts its raw calls; without serialising
+    writers of one day (PostgreSQL's READ COMMITTED lets another commit land between the two
+    reads) a call is counted twice or not at all. A short pause injected between the two
+    reads makes that window wide enough to be hit every run.
+    """
+    import threading
+    import time as wall
+
+    stored_call_day = rollups._stored_call_day
+
+    def slow_stored_call_day(day_: Any) -> Any:
+        counts = stored_call_day(day_)
+        wall.sleep(0.03)
+        return counts
+
+    monkeypatch.setattr(rollups, "_stored_call_day", slow_stored_call_day)
+    day = utc(2026, 3, 10, 15)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            with app.app_context():
+                for k in range(12):
+                    event = CallEventIn(
+                        call_sid=f"CA{n:02d}{k:030d}",
+                        from_number=f"+1972555{n:02d}{k:02d}",
+                        to_number="+19724995457",
+                        direction="inbound",
+                        status="no-answer" if k % 3 else "completed",
+                        started_at=day + timedelta(minutes=n * 12 + k),
+                    )
+                    receive_call_event(event, lines=LINES, now=day)
+                    db.session.commit()
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    db.session.expire_all()
+    kept = snapshot()
+    calls = rollups.TABLES["rollup_calls"]
+    stored = db.session.scalar(sa.select(sa.func.sum(calls.c.calls)).where(calls.c.grain == "d"))
+    assert stored == 8 * 12
+    rollups.rebuild()
+    assert snapshot() == kept
+    db.session.rollback()
