@@ -40,6 +40,9 @@ AXE = Axe()
 TOO_WIDE = """() => [document.documentElement, ...document.querySelectorAll('.table-wrap:has(.queue-table)')]
   .filter((el) => el.scrollWidth > el.clientWidth + 1)
   .map((el) => `${el.tagName.toLowerCase()}.${el.className} ${el.scrollWidth} > ${el.clientWidth} px`)"""
+WIDEST = """() => [document.documentElement.scrollWidth, [...document.querySelectorAll('main *')]
+  .filter((el) => el.getBoundingClientRect().right > innerWidth + 1 && !el.closest('.table-wrap, svg'))
+  .slice(0, 3).map((el) => `${el.tagName.toLowerCase()}.${el.className}`).join(', ')]"""
 LEAD_PAGE = re.compile(r"/leads/\d+")
 LISTEN = """
 document.addEventListener('securitypolicyviolation', (e) => {
@@ -177,6 +180,20 @@ def sent_forms(role: str, page: Page, seen: Watch, base: str) -> list[str]:
     return problems
 
 
+def reflow(page: Page, base: str, paths: list[str]) -> list[str]:
+    """WCAG 1.4.10: at 320 CSS px wide (a 1280-px screen zoomed to 400 %, or a phone) each page
+    reads without sideways scrolling; wide data tables may scroll inside their own box."""
+    page.set_viewport_size({"width": 320, "height": 700})
+    found = []
+    for path in paths:
+        page.goto(f"{base}{path}")
+        width, culprits = page.evaluate(WIDEST)
+        if width > 321:
+            found.append(f"{path} at 320 px: the page is {width} px wide ({culprits})")
+    page.set_viewport_size({"width": 1366, "height": 900})
+    return found
+
+
 def sign_in(page: Page, base: str, role: str) -> None:
     email, _, _, password = next(login for login in DEMO_LOGINS if login[1] == role)
     page.goto(f"{base}/login")
@@ -312,8 +329,8 @@ def test_every_page_of_a_role_passes_axe_with_no_csp_violation_or_console_error(
         if shot and shot not in shots:
             shots.add(shot)
             page.screenshot(path=str(shots_dir / f"a11y-{role}-{shot}.png"))
-    after_forms = sent_forms(role, page, seen, live_server)
-    problems += after_forms
+    problems += sent_forms(role, page, seen, live_server)
+    problems += reflow(page, live_server, [path for path, status in pages if status == 200])
     took = time.perf_counter() - started
     print(f"\n{role}: {len(pages)} pages and the pages after its forms scanned in {took:.1f} s,", end=" ")
     print(f"{len(problems)} problems")
