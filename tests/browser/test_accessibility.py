@@ -300,6 +300,7 @@ def pages_for(role: str, ids: dict[str, Any]) -> list[tuple[str, int]]:
             ("/dashboard", 200),
             ("/leads", 200),
             (lead(ids["consult"]), 200),
+            (f"/leads/{ids['consult']}/record", 200),
             ("/leads/new", 200),
             ("/tasks", 200),
             ("/referrals", 403),
