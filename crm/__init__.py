@@ -73,7 +73,16 @@ def engine_options(url: str) -> dict[str, Any]:
     # into a log or a traceback.
     if url.startswith("sqlite"):
         return {"hide_parameters": True, "connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"hide_parameters": True, "pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+    # plan_cache_mode: psycopg prepares a statement run five times, and PostgreSQL then may
+    # switch it to a generic plan, blind to the values: the queue's tag filter went from 2.4 ms
+    # to 47 ms (median) at 100k leads that way. Each execution is planned for its own values.
+    return {
+        "hide_parameters": True,
+        "pool_pre_ping": True,
+        "pool_size": 5,
+        "max_overflow": 10,
+        "connect_args": {"options": "-c plan_cache_mode=force_custom_plan"},
+    }
 
 
 def register_extensions(app: Flask) -> None:
