@@ -41,6 +41,16 @@ def day(value: date | None) -> str:
     return value.strftime("%b %-d, %Y") if value else ""
 
 
+def minutes(value: float | None) -> str:
+    """Show a number of (business) minutes as a person reads it: ``13 min``, ``2.5 h``, ``60 h``."""
+    if value is None:
+        return "—"
+    if value < 60:
+        return f"{value:.0f} min"
+    hours = value / 60
+    return f"{hours:.1f} h" if hours < 10 else f"{hours:,.0f} h"
+
+
 def tag_label(code: str) -> str:
     """Show a tag code in words."""
     return TAG_LABELS.get(code, code)
@@ -70,6 +80,7 @@ def init_templating(app: Flask) -> None:
         local=local,
         age=age,
         day=day,
+        minutes=minutes,
         tag_label=tag_label,
         stage_label=lambda s: STAGE_LABELS.get(s, s),
         source_label=lambda s: SOURCE_LABELS.get(s, s),

@@ -316,3 +316,12 @@ def test_new_charts_show_friendly_empty_states(client, login_as):
     ):
         assert text in html
     assert "data-figure" not in html
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(None, "—"), (0, "0 min"), (13.4, "13 min"), (150, "2.5 h"), (3611.7, "60 h")]
+)
+def test_speed_reads_in_minutes_or_hours(value, shown):
+    from crm.templating import minutes
+
+    assert minutes(value) == shown

@@ -43,6 +43,7 @@ def test_no_page_offers_a_tel_link_to_a_patient_who_opted_out(client, login_as, 
         assert "tel:+19725550177" not in html
         assert "(972) 555-0177" in html and "no calls" in html
     assert "This patient opted out of phone calls." in page and "Reach them by email" in page
+    assert f"I'm calling {lead.full_name}" not in queue
     assert 'name="override_reason"' in page
 
 
