@@ -321,3 +321,10 @@ def test_a_page_past_the_end_shows_the_last_page(client, login_as, referral):
     shown = [int(i) for i in re.findall(r'<article class="packet[^"]*" id="lead-(\d+)"', past)]
     assert len(shown) == 3 and set(shown) <= set(made)
     assert shown == [int(i) for i in re.findall(r'<article class="packet[^"]*" id="lead-(\d+)"', last)]
+
+
+def test_the_lead_page_points_a_surgeon_to_the_packet_to_decide(client, login_as, referral):
+    surgeon = login_as("surgeon")
+    lead = referral(surgeon_id=surgeon.id)
+    page = client.get(f"/leads/{lead.id}").get_data(as_text=True)
+    assert f'href="/referrals#lead-{lead.id}"' in page and f'href="/referrals/{lead.id}/print"' in page
