@@ -22,6 +22,7 @@ caller, the line called and the start time (``import-<sha1>``) when the export h
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -45,6 +46,7 @@ from crm.extensions import db
 from crm.intake import CallEventIn, ContactIn, IntakeRefused, receive_call_event, receive_contacts_bulk
 from crm.models import CALL_STATUSES, SOURCES, Call, Note
 from crm.settings import clinic_tz
+from crm.text import CONTROL_CHARS
 
 KINDS = ("leads", "calls")
 MAX_BYTES = 20 * 1024 * 1024
@@ -156,6 +158,8 @@ DATETIME_FORMATS = (
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y", "%d.%m.%Y")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 BATCH = 1000
+MAX_CALL_SECONDS = 24 * 3600  # Twilio ends any call at 24 hours (its longest TimeLimit)
+FIRST_YEAR, LAST_YEAR = 1900, 2999  # a call or a birth outside these is a typo, not a date
 NUMBER_RE = re.compile(r"\+?\d[\d\s().-]{4,}\d")
 
 
@@ -248,6 +252,19 @@ def _decode(data: bytes) -> tuple[str, list[str]]:
         raise ImportRefused(
             f"The file is larger than {MAX_BYTES // (1024 * 1024)} MB: split it into smaller files."
         )
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not data.startswith(
+        codecs.BOM_UTF32_LE
+    )
+    if utf16:  # Excel's "Unicode text" and some phone systems' exports
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise ImportRefused(
+                "The file starts as UTF-16 text but is not. Save it as “CSV UTF-8”."
+            ) from None
+        if "\x00" in text or not text.strip():
+            raise ImportRefused("The file contains NUL characters or nothing at all. Save it as “CSV UTF-8”.")
+        return text.lstrip("\ufeff"), ["The file is UTF-16 text: it was read as such."]
     if b"\x00" in data:
         raise ImportRefused(
             "The file contains NUL bytes, so it is not a plain CSV text file (a spreadsheet saved as "
@@ -363,6 +380,9 @@ def _text(raw: Mapping[str, str], name: str, row: ParsedRow, limit: int) -> str 
     if len(value) > limit:
         _err(row, name, f"longer than {limit:,} characters")
         return None
+    if CONTROL_CHARS.search(value):
+        _err(row, name, "contains control characters (retype it, or save the file again as CSV)")
+        return None
     return value or None
 
 
@@ -430,7 +450,7 @@ def _parse_datetime(value: str, tz: Any) -> datetime | None:
                 break
             except ValueError:
                 continue
-    if parsed is None:
+    if parsed is None or not FIRST_YEAR <= parsed.year <= LAST_YEAR:
         return None
     if parsed.tzinfo is None:  # a phone system's local time is the clinic's
         parsed = parsed.replace(tzinfo=tz)
@@ -441,14 +461,14 @@ def _parse_duration(value: str) -> int | None:
     text = value.strip()
     if not text:
         return 0
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return int(float(text))
-    if re.fullmatch(r"\d{1,3}(:\d{2}){1,2}", text):
+    seconds: int | None = None
+    if re.fullmatch(r"\d{1,9}(\.\d+)?", text):
+        seconds = int(float(text))
+    elif re.fullmatch(r"\d{1,3}(:\d{2}){1,2}", text):
         seconds = 0
         for part in text.split(":"):
             seconds = seconds * 60 + int(part)
-        return seconds
-    return None
+    return seconds if seconds is not None and seconds <= MAX_CALL_SECONDS else None
 
 
 def stable_call_key(from_number: str | None, to_number: str | None, started_at: datetime) -> str:
@@ -494,7 +514,7 @@ def _checker_for_calls(lines: Mapping[str, str], tz: Any) -> Callable[[Mapping[s
         v["started_at"] = started
         duration = _parse_duration(raw.get("duration") or "")
         if duration is None:
-            _err(row, "duration", "not a number of seconds (or mm:ss)")
+            _err(row, "duration", "not a number of seconds (or mm:ss), up to 24 hours")
         v["duration_seconds"] = duration or 0
         v["recording_url"] = _text(raw, "recording_url", row, 500)
         v["notes"] = _text(raw, "notes", row, 20_000)

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import joinedload, load_only
 
 from crm import audit, phones
+from crm.authz import MAX_ID
 from crm.extensions import db
 from crm.models import Lead, LeadSearchTerm, LeadTag, User
 from crm.text import fold, name_terms
@@ -63,9 +64,12 @@ class Cursor:
             group, micros, lead_id = (int(part) for part in text.split(":"))
         except ValueError as error:
             raise BadCursor(text) from error
-        if group not in GROUP_LABELS or lead_id < 1:
+        if group not in GROUP_LABELS or not 0 < lead_id <= MAX_ID:
             raise BadCursor(text)
-        return cls(group, EPOCH + timedelta(microseconds=micros), lead_id)
+        try:
+            return cls(group, EPOCH + timedelta(microseconds=micros), lead_id)
+        except OverflowError as error:  # a moment past the calendar's ends
+            raise BadCursor(text) from error
 
 
 @dataclass(frozen=True)

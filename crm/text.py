@@ -6,6 +6,9 @@ import re
 import unicodedata
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# The characters nobody types into a name or a note: C0 controls but tab, line feed and
+# carriage return, and DEL. NUL also breaks PostgreSQL text columns.
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def fold(text: str) -> str:

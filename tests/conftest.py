@@ -25,6 +25,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask, has_app_context
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import make_url
 
 from config import TestConfig
@@ -34,6 +35,23 @@ from crm.models import Lead, LeadTag, User
 from crm.passwords import hash_password
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+# Hypothesis: "ci" (the default) is deterministic — the same examples every run, none kept in a
+# local example database — with no per-example deadline (a shared 2-core machine is noisy) and
+# 200 examples per property; "dev" explores fresh random examples. HYPOTHESIS_PROFILE picks one.
+_FIXTURE_CHECKS = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    database=None,
+    max_examples=200,
+    suppress_health_check=_FIXTURE_CHECKS,
+)
+settings.register_profile(
+    "dev", deadline=None, database=None, max_examples=200, suppress_health_check=_FIXTURE_CHECKS
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 DEFAULT_PASSWORD = "a-long-test-password-for-staff"
 _counter = itertools.count()
 _HASH_CACHE: dict[str, str] = {}

@@ -18,18 +18,24 @@ def _csp(response) -> dict[str, list[str]]:
     return {d[0]: d[1:] for d in directives}
 
 
-def _assert_strict_headers(response) -> None:
+def _assert_strict_headers(response, *, embeddable_by: tuple[str, ...] = ()) -> None:
+    """The strict headers; ``embeddable_by``: the public form's EMBED_ORIGINS, its only framers."""
     csp = _csp(response)
-    sources = {source for values in csp.values() for source in values}
-    assert not any(s.startswith("'unsafe-") for s in sources), csp
+    ancestors = csp.get("frame-ancestors")
+    sources = {source for name, values in csp.items() if name != "frame-ancestors" for source in values}
+    assert not any(s.startswith("'unsafe-") for s in sources | set(ancestors or ())), csp
     assert sources <= ALLOWED_SOURCES, f"another origin allowed: {sources - ALLOWED_SOURCES}"
     assert csp["default-src"] == ["'self'"]
     assert csp["script-src"] == ["'self'"] and csp["style-src"] == ["'self'"]
-    assert csp["frame-ancestors"] == ["'none'"]
     assert csp["object-src"] == ["'none'"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"] in {"same-origin", "no-referrer", "strict-origin"}
-    assert response.headers["X-Frame-Options"] == "DENY"
+    if embeddable_by:
+        assert ancestors == ["'self'", *embeddable_by], ancestors
+        assert "X-Frame-Options" not in response.headers  # it would forbid the clinic's own site
+    else:
+        assert ancestors == ["'none'"], ancestors
+        assert response.headers["X-Frame-Options"] == "DENY"
 
 
 @pytest.mark.parametrize(
@@ -109,5 +115,97 @@ def test_production_cookies_are_secure_and_https_is_enforced(database_url, tmp_p
     assert response.status_code == 200  # the form answered (wrong password), CSRF passed
     cookie = page.headers["Set-Cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie
+    with app.app_context():
+        db.engine.dispose()
+
+
+# --------------------------------------------------------------------------- every answer, every role
+
+EMBED = "https://www.advancedspinecenter.example"
+WEBHOOK = "/webhooks/twilio/voice-status"
+
+
+@pytest.fixture
+def app_config(app_config):
+    app_config.EMBED_ORIGINS = [EMBED]
+    return app_config
+
+
+def _get_pages(app) -> list:
+    return [r for r in app.url_map.iter_rules() if "GET" in (r.methods or ()) and r.endpoint != "static"]
+
+
+def test_every_page_each_role_opens_carries_the_strict_headers(app, make_user, make_lead):
+    """Every GET route of the URL map, as every role, and signed out (200, 302, 403 or 404 alike)."""
+    from crm.dashboard.routes import CHARTS
+    from crm.models import ROLES
+    from tests.conftest import CRMTestClient
+
+    lead = make_lead(phone="+19725550199")
+    app.test_client_class = CRMTestClient
+    checked = 0
+    for role in (None, *ROLES):
+        client = app.test_client()
+        if role:
+            assert sign_in(client, make_user(role).email).status_code == 302
+        for rule in _get_pages(app):
+            values = {arg: (lead.id if "id" in arg else CHARTS[0]) for arg in rule.arguments}
+            url = rule.build(values, append_unknown=False)[1]
+            response = client.get(url)
+            assert response.status_code < 500, (role, url)
+            public_form = rule.endpoint in {"public.request_appointment", "public.thanks"}
+            _assert_strict_headers(response, embeddable_by=(EMBED,) if public_form else ())
+            response.close()
+            checked += 1
+    print(f"\nstrict headers on {checked} answers (every GET route × signed out and each role)")
+
+
+def test_the_public_form_may_be_framed_only_by_the_embed_origins_even_when_refused(client):
+    for response in (
+        client.get("/request-appointment"),
+        client.post("/request-appointment", data={}, headers={"Origin": EMBED}),  # no token: 400
+        client.post("/request-appointment", data={}, headers={"Origin": "https://evil.example"}),  # 403
+        client.get("/request-appointment/thanks"),
+    ):
+        assert response.status_code in (200, 400, 403)
+        _assert_strict_headers(response, embeddable_by=(EMBED,))
+
+
+def test_api_and_webhook_answers_and_more_error_pages_carry_them(client, login_as):
+    answers = [
+        client.get("/api/v1/openapi.json"),
+        client.get("/api/v1/leads"),  # 401: no token
+        client.get("/api/v1/leads", headers={"Authorization": "Bearer nope"}),
+        client.post("/api/v1/leads", data="{", content_type="application/json"),
+        client.delete("/api/v1/leads"),  # 405 in the API's shape
+        client.post(WEBHOOK, data={"CallSid": "CA1"}),  # 403: unsigned
+        client.get(WEBHOOK),  # 405
+        client.get("/static/no-such-file.css"),  # 404 from the static route
+    ]
+    login_as("front_desk")
+    answers.append(client.get("/leads/99999999999999999999999"))  # 404: past any id
+    answers.append(client.post("/leads/import", data={"csrf_token": "forged"}))  # 400: CSRF
+    for response in answers:
+        assert response.status_code in (200, 400, 401, 403, 404, 405), response.status_code
+        _assert_strict_headers(response)
+        if response.status_code == 405:
+            assert response.headers["Allow"]
+
+
+def test_production_sends_hsts_on_every_kind_of_answer(database_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("SECRET_KEY", "f0" * 32)
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://crm.spinecenter.example")
+    monkeypatch.setenv("CRM_INSTANCE_PATH", str(tmp_path))
+    cfg = ProductionConfig()
+    cfg.SQLALCHEMY_DATABASE_URI = database_url
+    app = create_app(cfg)
+    client = app.test_client()
+    base = "https://crm.spinecenter.example"
+    for path in ("/login", "/request-appointment", "/static/css/app.css", "/api/v1/openapi.json", "/nope"):
+        response = client.get(base + path)
+        hsts = response.headers.get("Strict-Transport-Security", "")
+        max_age = int(hsts.split("max-age=")[1].split(";")[0]) if "max-age=" in hsts else 0
+        assert max_age >= 31_536_000 and "includeSubDomains" in hsts, (path, hsts)
+        response.close()
     with app.app_context():
         db.engine.dispose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 import sqlalchemy as sa
 from flask import render_template, request
@@ -12,38 +12,31 @@ from crm.admin.routes import bp
 from crm.authz import roles
 from crm.extensions import db
 from crm.models import AuditEvent, User
+from crm.querystring import iso_day, whole_number
 from crm.settings import clinic_tz
 
 PAGE_SIZE = 100
-
-
-def _day(value: str | None) -> date | None:
-    """Read a YYYY-MM-DD filter, ignoring anything else."""
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
 
 
 @bp.route("/audit")
 @roles("admin")
 def audit_log() -> str:
     """List audit events newest first, a page at a time, filtered from the query string."""
-    user_id = request.args.get("user", type=int)
-    lead_id = request.args.get("lead", type=int)
-    before = request.args.get("before", type=int)
-    day_from, day_to = _day(request.args.get("from")), _day(request.args.get("to"))
+    user_id = whole_number(request.args.get("user"))
+    lead_id = whole_number(request.args.get("lead"))
+    before = whole_number(request.args.get("before"))
+    day_from, day_to = iso_day(request.args.get("from")), iso_day(request.args.get("to"))
     tz = clinic_tz()
     query = sa.select(AuditEvent).options(joinedload(AuditEvent.user)).order_by(AuditEvent.id.desc())
-    if user_id and user_id < 2**31:
+    if user_id:
         query = query.where(AuditEvent.user_id == user_id)
-    if lead_id and lead_id < 2**31:
+    if lead_id:
         query = query.where(AuditEvent.lead_id == lead_id)
     if day_from:
         query = query.where(AuditEvent.at >= datetime.combine(day_from, time(), tz))
     if day_to:
         query = query.where(AuditEvent.at < datetime.combine(day_to + timedelta(days=1), time(), tz))
-    if before and before < 2**63:
+    if before:
         query = query.where(AuditEvent.id < before)  # keyset: the page after the last id shown
     events = db.session.scalars(query.limit(PAGE_SIZE + 1)).all()
     users = db.session.scalars(sa.select(User).order_by(User.name)).all()

@@ -17,6 +17,7 @@ from crm.authz import can, roles
 from crm.dashboard import charts
 from crm.extensions import db
 from crm.models import SOURCE_LABELS, SOURCES, STAGE_LABELS, ReferringPractice, User
+from crm.querystring import iso_day, whole_number
 from crm.security import client_ip
 from crm.settings import clinic_tz
 
@@ -44,7 +45,12 @@ CHARTS = (
     "aging",
     "staff",
 )
-FORMULA_START = ("=", "+", "-", "@")
+# OWASP's list: a spreadsheet runs a cell starting with these as a formula (tab and carriage
+# return too: some strip them first and then see the "=").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# The query-string names a dashboard link carries on (to an export): no other name reaches
+# url_for, where ``chart`` twice or its own ``_scheme`` would break building the link.
+VIEW_ARGS = ("range", "from", "to", "source", "tag", "campaign", "owner", "aging_page")
 
 
 @dataclass(frozen=True)
@@ -57,13 +63,6 @@ class View:
     period: metrics.Period
     filters: metrics.Filters
     aging_page: int = 1
-
-
-def _day(text: str | None) -> date | None:
-    try:
-        return date.fromisoformat(text) if text else None
-    except ValueError:
-        return None
 
 
 def read_view(args: Any, now: datetime) -> View:
@@ -81,8 +80,8 @@ def read_view(args: Any, now: datetime) -> View:
     elif preset == "12m":
         first = today - timedelta(days=364)
     elif preset == "custom":
-        first = _day(args.get("from")) or first
-        last = _day(args.get("to")) or last
+        first = iso_day(args.get("from")) or first
+        last = iso_day(args.get("to")) or last
         if last < first:
             first, last = last, first
     start = datetime.combine(first, time(), tz)
@@ -101,9 +100,9 @@ def read_view(args: Any, now: datetime) -> View:
             source=source if source in SOURCES else None,
             tag=tag,
             campaign=campaign,
-            owner_id=int(owner) if owner.isdigit() else None,
+            owner_id=whole_number(owner),
         ),
-        aging_page=min(int(page), metrics.STALLED_PAGES) if page.isdigit() and int(page) > 0 else 1,
+        aging_page=min(whole_number(page) or 1, metrics.STALLED_PAGES),
     )
 
 
@@ -187,6 +186,7 @@ def index() -> str:
     return render_template(
         "dashboard/index.html",
         view=view,
+        args={k: v for k, v in request.args.items() if k in VIEW_ARGS},
         presets=PRESETS,
         sources=SOURCES,
         data=data,
@@ -205,7 +205,7 @@ def index() -> str:
 
 
 def neutralise(value: Any) -> Any:
-    """Keep a spreadsheet from running a cell as a formula: prefix ``= + - @`` starts with a quote."""
+    """Keep a spreadsheet from running a cell as a formula: text starting = + - @, tab or CR gets a quote."""
     if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
     return value

@@ -13,6 +13,7 @@ from wtforms.validators import (
     NumberRange,
 )
 
+from crm.authz import MAX_ID
 from crm.intake import MANUAL_OUTCOMES
 from crm.leads.forms import ContactFields, _strip
 
@@ -78,7 +79,10 @@ class MergeForm(FlaskForm):
 
     into = IntegerField(
         "Merge into lead number",
-        validators=[InputRequired(message="Give the number of the lead to keep."), NumberRange(min=1)],
+        validators=[
+            InputRequired(message="Give the number of the lead to keep."),
+            NumberRange(min=1, max=MAX_ID, message="Give the number of the lead to keep."),
+        ],
     )
 
 

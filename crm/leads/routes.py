@@ -47,6 +47,7 @@ from crm.models import (
     User,
 )
 from crm.pipeline import REVIEW, MoveRequest, StageRefused, allowed_targets, label, move
+from crm.querystring import whole_number, within_calendar
 from crm.queue import (
     GROUP_LABELS,
     BadCursor,
@@ -100,7 +101,9 @@ def queue() -> str:
         owners=owners,
         bulk_form=_bulk_form(owners),
         group_labels=GROUP_LABELS,
-        args={k: v for k, v in request.args.items() if k != "after" and v},
+        # Only the filters go on into the page's links: any other name (``include`` twice, or
+        # url_for's own ``_scheme``/``_external``) would break building them.
+        args={k: v for k, v in request.args.items() if k in form._fields and v},
         notifications=notifications,
         read_form=MarkReadForm(),
         action_form=ClaimForm(),
@@ -150,15 +153,15 @@ def _read_filters(form: QueueFilterForm) -> QueueFilters:
     if owner == "me":
         owner = current_user.id
     elif owner is not None and owner != "none":
-        owner = int(owner) if str(owner).isdigit() else None
+        owner = whole_number(owner)
     return QueueFilters(
         stage=form.stage.data if form.stage.data in STAGES else None,
         tag=form.tag.data if form.tag.data in TAG_LABELS else None,
         source=form.source.data if form.source.data in SOURCES else None,
         campaign=(form.campaign.data or "").strip() or None,
         owner=owner,
-        created_from=form.created_from.data if not form.created_from.errors else None,
-        created_to=form.created_to.data if not form.created_to.errors else None,
+        created_from=within_calendar(form.created_from.data) if not form.created_from.errors else None,
+        created_to=within_calendar(form.created_to.data) if not form.created_to.errors else None,
         q=(form.q.data or "").strip()[:200] or None,
         include_closed=form.include.data == "closed",
     )

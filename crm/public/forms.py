@@ -34,6 +34,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from crm import clock, phones
 from crm.intake import CONSENT_TEXT_VERSION, ContactIn, WebRequestIn
+from crm.text import CONTROL_CHARS  # the bytes a patient cannot type
 
 FORM_TOKEN_SALT = "public-form"  # noqa: S105 - a salt (namespace), not a secret  # nosec B105
 THANKS_TOKEN_SALT = "public-thanks"  # noqa: S105 - a salt (namespace), not a secret  # nosec B105
@@ -42,8 +43,6 @@ THANKS_TOKEN_MAX_AGE = 60 * 60
 DEFAULT_MIN_FILL_SECONDS = 2  # faster than any person types: a bot
 
 MESSAGE_MAX = 5000
-# The bytes a patient cannot type; NUL also breaks PostgreSQL text columns.
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 LINE_BREAKS = re.compile(r"[\r\n]")
 UNREADABLE = "\ufffd"  # what werkzeug puts where the browser sent bytes that are not UTF-8
 

@@ -32,6 +32,7 @@ MAX_FIELD_CHARS = 500
 SID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 NUMBER_RE = re.compile(r"^[\w+\-.:@() ]{0,64}$")
 _RETRIES = 3
+FIRST_YEAR, LAST_YEAR = 1970, 2999  # a callback's moment outside these is not one Twilio sent
 
 
 class BadCallback(ValueError):
@@ -103,11 +104,14 @@ def _timestamp(form: MultiDict[str, str]) -> datetime:
         return clock.now()
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        moment = moment.astimezone(UTC)  # overflows at the calendar's ends (9999-12-31 -2359)
+    except (TypeError, ValueError, IndexError, OverflowError):
         raise BadCallback("Timestamp is not a date (RFC 2822, as Twilio sends it).") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise BadCallback("Timestamp is not a date (RFC 2822, as Twilio sends it).")
+    return moment
 
 
 def parse_voice_status(form: MultiDict[str, str]) -> intake.CallEventIn:
