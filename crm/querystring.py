@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import date
 
 from crm.authz import MAX_ID
+from crm.text import CONTROL_CHARS
 
 # Days a filter may name: far past any lead, and far from the calendar's ends (a day after,
 # a time zone's shift) where date arithmetic overflows.
@@ -28,6 +29,12 @@ def whole_number(text: object, *, minimum: int = 1, maximum: int = MAX_ID) -> in
             return None
         value = int(raw)
     return value if minimum <= value <= maximum else None
+
+
+def plain_text(text: str | None, limit: int) -> str | None:
+    """Read a free-text filter: control characters dropped (PostgreSQL refuses NUL), cut to fit."""
+    cleaned = CONTROL_CHARS.sub("", text or "").strip()[:limit]
+    return cleaned or None
 
 
 def within_calendar(day: date | None) -> date | None:

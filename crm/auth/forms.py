@@ -2,13 +2,18 @@
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Regexp
+
+# No address has a control character; PostgreSQL would refuse the NUL in the throttle lookup.
+NO_CONTROL_CHARS = Regexp(r"^[^\x00-\x1f\x7f]*\Z", message="Enter your email without hidden characters.")
 
 
 class LoginForm(FlaskForm):
     """Email and password; the messages never say which one was wrong."""
 
-    email = EmailField("Email", validators=[DataRequired("Enter your email."), Length(max=254)])
+    email = EmailField(
+        "Email", validators=[DataRequired("Enter your email."), Length(max=254), NO_CONTROL_CHARS]
+    )
     password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=256)])
 
 

@@ -17,7 +17,7 @@ from crm.authz import can, roles
 from crm.dashboard import charts
 from crm.extensions import db
 from crm.models import SOURCE_LABELS, SOURCES, STAGE_LABELS, ReferringPractice, User
-from crm.querystring import iso_day, whole_number
+from crm.querystring import iso_day, plain_text, whole_number
 from crm.security import client_ip
 from crm.settings import clinic_tz
 
@@ -87,8 +87,8 @@ def read_view(args: Any, now: datetime) -> View:
     start = datetime.combine(first, time(), tz)
     end = datetime.combine(last + timedelta(days=1), time(), tz)
     source = args.get("source") or None
-    tag = (args.get("tag") or "").strip() or None
-    campaign = (args.get("campaign") or "").strip() or None
+    tag = plain_text(args.get("tag"), 60)
+    campaign = plain_text(args.get("campaign"), 120)
     owner = args.get("owner", "")
     page = args.get("aging_page", "")
     return View(

@@ -47,7 +47,7 @@ from crm.models import (
     User,
 )
 from crm.pipeline import REVIEW, MoveRequest, StageRefused, allowed_targets, label, move
-from crm.querystring import whole_number, within_calendar
+from crm.querystring import plain_text, whole_number, within_calendar
 from crm.queue import (
     GROUP_LABELS,
     BadCursor,
@@ -158,11 +158,11 @@ def _read_filters(form: QueueFilterForm) -> QueueFilters:
         stage=form.stage.data if form.stage.data in STAGES else None,
         tag=form.tag.data if form.tag.data in TAG_LABELS else None,
         source=form.source.data if form.source.data in SOURCES else None,
-        campaign=(form.campaign.data or "").strip() or None,
+        campaign=plain_text(form.campaign.data, 120),
         owner=owner,
         created_from=within_calendar(form.created_from.data) if not form.created_from.errors else None,
         created_to=within_calendar(form.created_to.data) if not form.created_to.errors else None,
-        q=(form.q.data or "").strip()[:200] or None,
+        q=plain_text(form.q.data, 200),
         include_closed=form.include.data == "closed",
     )
 
