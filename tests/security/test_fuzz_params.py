@@ -152,7 +152,7 @@ def planted(make_lead: Any, make_user: Any) -> int:
 
 
 def test_the_crawl_finds_every_parameter(app, clients, planted):
-    found = crawl(app, clients, planted)
+    found = crawled(app, clients, planted)
     by_endpoint: dict[str, set[str]] = {}
     for (endpoint, _), names in found.items():
         by_endpoint.setdefault(endpoint, set()).update(names)
@@ -233,18 +233,24 @@ ROLE_PREFERENCE = ("front_desk", "manager", "surgeon", "admin")  # the manager s
 _CRAWLED: dict[tuple[str, str], set[str]] = {}
 
 
+def crawled(app: Flask, clients: dict[str, Any], lead_id: int) -> dict[tuple[str, str], set[str]]:
+    """The crawl's answer, once per run: it depends on the code, not on a test's data."""
+    if not _CRAWLED:
+        _CRAWLED.update(crawl(app, clients, lead_id))
+    return _CRAWLED
+
+
 def _entry_points(app: Flask, clients: dict[str, Any], lead_id: int) -> list[tuple[str, str, list[str]]]:
     """Each page that reads parameters, as the first role (by preference) that may open it."""
-    if not _CRAWLED:  # the crawl's answer depends on the code, not on the test's data: once per run
-        _CRAWLED.update(crawl(app, clients, lead_id))
+    found = crawled(app, clients, lead_id)
     points = []
     for rule in app.url_map.iter_rules():
-        role = next((r for r in ROLE_PREFERENCE if (rule.endpoint, r) in _CRAWLED), None)
+        role = next((r for r in ROLE_PREFERENCE if (rule.endpoint, r) in found), None)
         if role is None:
             continue
         values = {arg: (lead_id if "id" in arg else "funnel") for arg in rule.arguments}
         points.append(
-            (rule.build(values, append_unknown=False)[1], role, sorted(_CRAWLED[(rule.endpoint, role)]))
+            (rule.build(values, append_unknown=False)[1], role, sorted(found[(rule.endpoint, role)]))
         )
     return points
 
