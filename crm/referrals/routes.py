@@ -22,6 +22,7 @@ from crm.leads.evidence import LeadEvidence, explain_texts
 from crm.leads.forms import clinic_local_to_utc
 from crm.models import AppointmentRequest, Call, Lead, Note
 from crm.pipeline import REVIEW, MoveRequest, StageRefused, move, request_more_info
+from crm.querystring import whole_number
 from crm.referrals.forms import BACK_TO_CARE, AcceptForm, DeclineForm, MoreInfoForm, TakeForm
 from crm.security import client_ip
 from crm.triage import RED_FLAG_ADVICE
@@ -42,7 +43,7 @@ MORE_INFO_DUE = timedelta(days=1)
 def queue() -> str:
     """List leads waiting for a surgeon's decision, urgent first, then oldest, as decision packets."""
     waiting = sa.and_(Lead.stage == REVIEW, Lead.in_queue.is_(True), leads_visible_to(current_user))
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = whole_number(request.args.get("page")) or 1  # page 10^20 would overflow OFFSET on PostgreSQL
     leads, total = _waiting_page(waiting, page)
     pages = max(1, -(-total // PAGE_SIZE))
     if page > pages:  # past the end (an edited address): show the last page

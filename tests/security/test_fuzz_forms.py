@@ -25,7 +25,7 @@ from crm.extensions import db
 from crm.models import AppointmentRequest, Lead
 from crm.public.forms import AppointmentRequestForm
 from tests.conftest import DEFAULT_PASSWORD, csrf_token, sign_in
-from tests.security.checksum import changed_tables, table_checksums
+from tests.dbstate import changed_tables, table_checksums
 from tests.security.hostile import XSS_ATOMS, Tally, hostile_text, xss_atoms_in
 from tests.security.test_fuzz_params import Raw
 
@@ -110,7 +110,7 @@ def test_the_public_form_refuses_or_stores_escaped_whatever_it_is_sent(app, clie
             "form_token": token,
             **hostile,
         }
-        before = table_checksums(exclude=COUNTERS)
+        before = table_checksums(skip=COUNTERS)
         last_request = db.session.scalar(sa.select(sa.func.max(AppointmentRequest.id))) or 0
         response = client.post(
             FORM,
@@ -126,13 +126,13 @@ def test_the_public_form_refuses_or_stores_escaped_whatever_it_is_sent(app, clie
         assert_escaped(html, list(values.values()))
         if status != 303:
             assert any(m in html for m in MESSAGES), f"refused without a message: {html[:300]}"
-            assert not changed_tables(before, table_checksums(exclude=COUNTERS)), hostile
+            assert not changed_tables(before, table_checksums(skip=COUNTERS)), hostile
             return
         honeypot = values.get("website", "")
         honeypot = honeypot[0] if isinstance(honeypot, list) else honeypot
         if isinstance(honeypot, Raw) or (isinstance(honeypot, str) and honeypot.strip()):
             # The honeypot was filled: thanked, nothing stored.
-            assert not changed_tables(before, table_checksums(exclude=COUNTERS)), hostile
+            assert not changed_tables(before, table_checksums(skip=COUNTERS)), hostile
             tally.outcomes["303 honeypot"] += 1
             return
         taken = db.session.scalar(
@@ -169,7 +169,7 @@ def test_sign_in_refuses_whatever_it_is_sent_with_a_message_and_signs_no_one_in(
         form = client.get("/login").get_data(as_text=True)
         values = {"email": user.email, "password": "not-" + DEFAULT_PASSWORD, "csrf_token": csrf_token(form)}
         values.update(hostile)
-        before = table_checksums(exclude=COUNTERS)
+        before = table_checksums(skip=COUNTERS)
         # Each example from its own address: the address limit (tested elsewhere) must not
         # stop hostile values before they reach the account lookup.
         n = next(addresses)
@@ -186,7 +186,7 @@ def test_sign_in_refuses_whatever_it_is_sent_with_a_message_and_signs_no_one_in(
         assert any(m in html for m in MESSAGES), html[:500]
         assert "Sign out" not in html
         assert_escaped(html, list(values.values()))
-        assert not changed_tables(before, table_checksums(exclude=COUNTERS)), hostile
+        assert not changed_tables(before, table_checksums(skip=COUNTERS)), hostile
 
     throw()
     print("\n" + tally.report())

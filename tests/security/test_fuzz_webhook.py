@@ -29,8 +29,8 @@ from werkzeug.datastructures import MultiDict
 from crm.extensions import db
 from crm.models import Call
 from tests.conftest import sign_in, utc
+from tests.dbstate import changed_tables, table_checksums
 from tests.security import test_fuzz_params as params
-from tests.security.checksum import changed_tables, table_checksums
 from tests.security.hostile import Tally, hostile_text
 from tests.security.test_fuzz_forms import assert_escaped
 from tests.security.test_fuzz_params import Raw, RecordingRequest

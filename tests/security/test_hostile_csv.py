@@ -27,7 +27,7 @@ import pytest
 
 from crm import imports
 from tests.conftest import csrf_token
-from tests.security.checksum import changed_tables, table_checksums
+from tests.dbstate import changed_tables, table_checksums
 from tests.security.hostile import FORMULAS, SQL, UNICODE, XSS_ATOMS
 
 
