@@ -87,7 +87,7 @@ def engine_options(url: str) -> dict[str, Any]:
 
 def register_extensions(app: Flask) -> None:
     """Bind the extensions and the SQLite connection rules."""
-    from crm import rollups
+    from crm import business_hours, rollups
     from crm.db_setup import install_sqlite_rules
     from crm.extensions import csrf, db, login_manager, migrate
 
@@ -96,6 +96,7 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
     rollups.install()  # dashboard roll-ups follow every write, in its transaction
+    business_hours.install()  # the holidays are read once per transaction
     with app.app_context():
         install_sqlite_rules(db.engine)
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from flask import g, has_app_context
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from crm.extensions import db
 from crm.models import Holiday
@@ -191,15 +194,60 @@ def first_contact_due(
     return add_business_minutes(arrived_at_utc, calendar.target_minutes, calendar)
 
 
+_HOLIDAYS = "crm_holidays"
+
+
 def load_calendar() -> BusinessCalendar:
-    """Read the clinic's settings and holidays once and build its calendar."""
+    """Read the clinic's settings and holidays and build its calendar.
+
+    The holidays are read once per transaction (a webhook's intake and its roll-ups both need
+    the calendar); any write to them through the session forgets that copy (``install``).
+    """
     settings = _settings_row()
-    days = db.session.scalars(sa.select(Holiday.day)).all()
-    return BusinessCalendar.from_settings(settings, days)
+    info = db.session.info
+    if _HOLIDAYS not in info:
+        info[_HOLIDAYS] = tuple(db.session.scalars(sa.select(Holiday.day)))
+    return BusinessCalendar.from_settings(settings, info[_HOLIDAYS])
+
+
+def _forget_holidays(session: Session, *_: Any) -> None:
+    session.info.pop(_HOLIDAYS, None)
+
+
+def _on_flush(session: Session, _context: Any) -> None:
+    if any(isinstance(obj, Holiday) for obj in [*session.new, *session.dirty, *session.deleted]):
+        _forget_holidays(session)
+
+
+def _on_execute(state: Any) -> None:
+    if state.is_select:
+        return
+    table = getattr(state.statement, "table", None)
+    if table is None or table.name == Holiday.__tablename__:  # raw SQL might touch them too
+        _forget_holidays(state.session)
+
+
+def _on_end(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        _forget_holidays(session)
+
+
+def install() -> None:
+    """Attach the holiday cache's invalidation to every SQLAlchemy session (idempotent)."""
+    for name, fn in (
+        ("after_flush", _on_flush),
+        ("do_orm_execute", _on_execute),
+        ("after_soft_rollback", _forget_holidays),
+        ("after_transaction_end", _on_end),
+    ):
+        if not event.contains(Session, name, fn):
+            event.listen(Session, name, fn)
 
 
 def _settings_row() -> SettingsLike:
     """Return the settings row; two first uses at once must not fail on creating it."""
+    if has_app_context() and "clinic_settings" in g:  # read already: no SAVEPOINT needed
+        return get_settings()
     try:
         with db.session.begin_nested():
             return get_settings()

@@ -37,7 +37,10 @@ How they stay right: one set of session hooks (``install``) notes which leads an
 call days a transaction touched — ORM objects at each flush, and Core ``INSERT/UPDATE/
 DELETE`` statements on ``leads``, ``stage_changes``, ``lead_tags``, ``calls`` and ``tasks`` run through
 the session (for an UPDATE or DELETE the rows its ``WHERE`` matches are read first; bound
-lead ids, call SIDs and start times are read from its parameters). Just before the commit,
+lead ids, call SIDs and start times are read from its parameters). A call upserted by its
+SID (a status callback) is read before the upsert and again at the commit, and marks its lead
+and day only when a column the roll-ups read differs; likewise a dirty ORM call or lead marks
+only when such a column changed. Just before the commit,
 each touched lead's facts are computed again from the raw tables and each touched call day
 is counted again, and the differences are added to the aggregates — all in the committing
 transaction. Writes that bypass the session (the seed's driver-level bulk load) end with
@@ -474,21 +477,64 @@ def _all_call_days(cal: BusinessCalendar) -> list[Contribution]:
 # --------------------------------------------------------------------------- session hooks
 
 
+# What of a call the roll-ups read: its lead's facts (lead, start, answered, handler) and its
+# day's counts (start, direction, missed, local weekday and hour, handler).
+CALL_FACTS = (
+    "lead_id",
+    "started_at",
+    "direction",
+    "missed",
+    "answered",
+    "handled_by_id",
+    "local_weekday",
+    "local_hour",
+)
+# What of a lead its facts read (``_facts_batch``).
+LEAD_FACTS = (
+    "created_at",
+    "source",
+    "campaign",
+    "landing_page",
+    "referring_practice_id",
+    "stage",
+    "merged_into_id",
+    "not_a_patient",
+    "first_contact_at",
+)
+_CHECK = "crm_rollups_calls"
+
+
 def _marks(session: Session) -> tuple[set[int], set[datetime], set[int]]:
     """The leads, call start times and call ids (of call-back tasks) this transaction touched."""
     leads, moments, calls = session.info.setdefault(_KEY, (set(), set(), set()))
     return leads, moments, calls
 
 
+def _checks(session: Session) -> dict[str, tuple[Any, ...] | None]:
+    """Calls upserted by CallSid: their roll-up columns before this transaction's first upsert."""
+    checks: dict[str, tuple[Any, ...] | None] = session.info.setdefault(_CHECK, {})
+    return checks
+
+
+def _changed(state: Any, attrs: Iterable[str]) -> bool:
+    return any(state.attrs[attr].history.has_changes() for attr in attrs)
+
+
 def _collect_orm(session: Session, flush_context: Any) -> None:
     leads, moments, calls = _marks(session)
     for obj in [*session.new, *session.dirty, *session.deleted]:
+        # A dirty row whose roll-up columns did not change (a call's status, a lead's last
+        # activity) cannot move any roll-up: recounting it would be wasted work.
+        dirty = obj not in session.new and obj not in session.deleted
         if isinstance(obj, Lead):
-            leads.add(obj.id)
+            if not dirty or _changed(sa.inspect(obj), LEAD_FACTS):
+                leads.add(obj.id)
         elif isinstance(obj, Task) and obj.call_id is not None:
             calls.add(obj.call_id)
         elif isinstance(obj, (StageChange, LeadTag, Call)):
             state = sa.inspect(obj)
+            if isinstance(obj, Call) and dirty and not _changed(state, CALL_FACTS):
+                continue
             for attr in ("lead_id", "started_at") if isinstance(obj, Call) else ("lead_id",):
                 history = state.attrs[attr].history
                 for value in [*history.added, *history.unchanged, *history.deleted]:
@@ -519,7 +565,9 @@ def _collect_core(state: Any) -> None:
     raw = state.parameters
     params += raw if isinstance(raw, list) else [raw or {}]
     params.append(state.statement.compile(dialect=session.get_bind().dialect).params)
-    sids = set()
+    sids: list[str] = []
+    added_leads: set[int] = set()
+    added_moments: list[datetime] = []
     for p in params:
         for name, value in p.items():
             base = name.rsplit("_", 1)[0] if name[-1:].isdigit() else name
@@ -529,23 +577,68 @@ def _collect_core(state: Any) -> None:
             elif base in (id_column, "lead_id", "merged_into_id"):
                 for v in value if isinstance(value, (list, tuple)) else [value]:
                     if isinstance(v, int):
-                        leads.add(v)
+                        added_leads.add(v)
             elif base == "started_at" and isinstance(value, datetime):
-                moments.add(value)
+                added_moments.append(value)
             elif base == "call_sid" and isinstance(value, str):
-                sids.add(value)
+                sids.append(value)
+    if table.name == "calls" and state.is_insert and sids and len(sids) >= len(added_moments):
+        # An upsert by CallSid: note each call's roll-up columns as they were before it; the
+        # commit compares them with the final row and recounts only when they differ.
+        checks = _checks(session)
+        fresh = sorted(set(sids) - checks.keys())
+        if fresh:
+            checks.update(dict.fromkeys(fresh))
+            for sid, *values in session.execute(
+                sa.select(Call.call_sid, *(Call.__table__.c[c] for c in CALL_FACTS))
+                .where(Call.call_sid.in_(fresh))
+                .with_for_update()  # PostgreSQL: a concurrent upsert of the call commits first
+            ):
+                checks[sid] = tuple(values)
+        return
+    leads |= added_leads
+    moments.update(added_moments)
     if sids:
         for lead_id, started_at in session.execute(
-            sa.select(Call.lead_id, Call.started_at).where(Call.call_sid.in_(sids))
+            sa.select(Call.lead_id, Call.started_at).where(Call.call_sid.in_(set(sids)))
         ):
             if lead_id is not None:
                 leads.add(lead_id)
             moments.add(started_at)
 
 
+def _check_calls(session: Session, leads: set[int], moments: set[datetime]) -> None:
+    """Mark the upserted calls whose roll-up columns differ from before the transaction."""
+    checks: dict[str, tuple[Any, ...] | None] = session.info.pop(_CHECK, {})
+    if not checks:
+        return
+    after: dict[str, tuple[Any, ...] | None] = dict.fromkeys(checks)
+    for sid, *values in session.execute(
+        sa.select(Call.call_sid, *(Call.__table__.c[c] for c in CALL_FACTS)).where(
+            Call.call_sid.in_(sorted(checks))
+        )
+    ):
+        after[sid] = tuple(values)
+    for sid, before in checks.items():
+        if before == after[sid]:
+            continue
+        for row in (before, after[sid]):
+            if row is not None:
+                lead_id, started_at = row[0], row[1]
+                if lead_id is not None:
+                    leads.add(lead_id)
+                moments.add(started_at)
+
+
 def _apply(session: Session) -> None:
+    if session.in_nested_transaction():
+        # ``before_commit`` fires for a SAVEPOINT's release too (intake's phone-key insert, the
+        # settings row): recounting there and again at the real commit doubled the work. The
+        # marks stay until the outermost commit, which recounts them once.
+        return
     session.flush()
     leads, moments, calls = session.info.pop(_KEY, (set(), set(), set()))
+    _check_calls(session, leads, moments)
     if calls:
         moments |= set(session.scalars(sa.select(Call.started_at).where(Call.id.in_(calls))))
     if not leads and not moments:
@@ -553,11 +646,13 @@ def _apply(session: Session) -> None:
     cal = load_calendar()
     refresh(leads, {cal.local_date(m if m.tzinfo else m.replace(tzinfo=UTC)) for m in moments}, cal)
     session.info.pop(_KEY, None)  # the roll-up writes themselves mark nothing that matters
+    session.info.pop(_CHECK, None)
 
 
 def _forget(session: Session, transaction: Any) -> None:
     if transaction.parent is None:
         session.info.pop(_KEY, None)
+        session.info.pop(_CHECK, None)
 
 
 def install() -> None:

@@ -274,3 +274,49 @@ def test_concurrent_writers_of_the_same_day_are_each_counted_once(app, monkeypat
     rollups.rebuild()
     assert snapshot() == kept
     db.session.rollback()
+
+
+def test_a_callback_that_changes_no_counted_column_recounts_nothing(app):
+    """A status callback moving a call from "ringing" to "in-progress" changes no roll-up.
+
+    The commit then reads and writes no roll-up table (a busy phone line sends several such
+    callbacks per call); the missed callback that follows is counted as usual.
+    """
+    day = utc(2026, 3, 10, 15)
+
+    def callback(status: str, sequence: int) -> None:
+        event = CallEventIn(
+            call_sid="CA" + "7" * 32,
+            from_number="+19725550177",
+            to_number="+19724995457",
+            direction="inbound",
+            status=status,
+            sequence_number=sequence,
+            started_at=day,
+        )
+        receive_call_event(event, lines=LINES, now=day)
+        db.session.commit()
+
+    callback("ringing", 0)
+    statements: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        callback("in-progress", 1)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", note)
+    assert statements  # the callback itself was written …
+    assert [s for s in statements if "rollup_" in s] == []  # … and no roll-up was touched
+
+    callback("no-answer", 2)
+    kept = snapshot()
+    calls = rollups.TABLES["rollup_calls"]
+    assert db.session.execute(
+        sa.select(calls.c.calls, calls.c.missed, calls.c.callbacks).where(calls.c.grain == "d")
+    ).all() == [(1, 1, 1)]
+    rollups.rebuild()
+    assert snapshot() == kept
+    db.session.rollback()
