@@ -103,9 +103,13 @@ def register_extensions(app: Flask) -> None:
 
 def register_security(app: Flask) -> None:
     """Security headers, session checks and the sign-in rules."""
+    from crm import passwords
     from crm.authz import init_authz
     from crm.security import init_security
 
+    passwords.configure(
+        memory_kib=app.config["PASSWORD_HASH_MEMORY_KIB"], time_cost=app.config["PASSWORD_HASH_TIME_COST"]
+    )
     init_security(app)
     init_authz(app)
 

@@ -18,6 +18,18 @@ _COMMON_FILE = Path(__file__).with_name("common_passwords.txt")
 _DUMMY_HASH = _hasher.hash("not-a-real-password-just-for-timing")
 
 
+def configure(*, memory_kib: int, time_cost: int) -> None:
+    """Set the Argon2id cost (the app's config calls this once; see ``config.Config``).
+
+    The timing dummy is hashed again with the same cost, so an unknown email still costs what a
+    known one does.
+    """
+    global _hasher, _DUMMY_HASH
+    if (memory_kib, time_cost) != (_hasher.memory_cost, _hasher.time_cost):
+        _hasher = PasswordHasher(memory_cost=memory_kib, time_cost=time_cost)
+        _DUMMY_HASH = _hasher.hash("not-a-real-password-just-for-timing")
+
+
 class WeakPassword(ValueError):
     """The password breaks the policy; the message says how."""
 

@@ -165,3 +165,20 @@ def test_the_app_itself_does_not_start_on_a_malformed_variable(tmp_path):
 def test_config_module_has_no_secret_of_its_own_in_production():
     # The default key exists only so development starts; production refuses it (above).
     assert config.DEFAULT_SECRET_KEY.startswith("dev-only")
+
+
+def test_passwords_are_hashed_with_rfc_9106s_argon2id_profile_outside_the_suite(monkeypatch):
+    """64 MiB and 3 passes for every deployment; only the suite's own config lowers the cost."""
+    from crm import passwords
+
+    monkeypatch.setenv("SECRET_KEY", "a-production-secret-key-of-enough-length-0123456789")
+    for cls in (Config, ProductionConfig):
+        cfg = cls()
+        assert (cfg.PASSWORD_HASH_MEMORY_KIB, cfg.PASSWORD_HASH_TIME_COST) == (65536, 3)
+    monkeypatch.setattr(passwords, "_hasher", passwords._hasher)  # restored after the test
+    monkeypatch.setattr(passwords, "_DUMMY_HASH", passwords._DUMMY_HASH)
+    passwords.configure(memory_kib=65536, time_cost=3)
+    stored = passwords.hash_password("a long passphrase for the clinic")
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert passwords.verify_password(stored, "a long passphrase for the clinic")
+    assert passwords._DUMMY_HASH.startswith("$argon2id$v=19$m=65536,t=3,")
