@@ -201,13 +201,20 @@ def load_calendar() -> BusinessCalendar:
     """Read the clinic's settings and holidays and build its calendar.
 
     The holidays are read once per transaction (a webhook's intake and its roll-ups both need
-    the calendar); any write to them through the session forgets that copy (``install``).
+    the calendar); any write to them through the session forgets that copy (``install``). The
+    calendar built from them is kept beside them while the settings' values stay the same.
     """
     settings = _settings_row()
     info = db.session.info
     if _HOLIDAYS not in info:
-        info[_HOLIDAYS] = tuple(db.session.scalars(sa.select(Holiday.day)))
-    return BusinessCalendar.from_settings(settings, info[_HOLIDAYS])
+        info[_HOLIDAYS] = (tuple(db.session.scalars(sa.select(Holiday.day))), {})
+    days, built = info[_HOLIDAYS]
+    key = (settings.timezone, repr(settings.business_hours), settings.speed_to_lead_minutes)
+    if key not in built:
+        built.clear()
+        built[key] = BusinessCalendar.from_settings(settings, days)
+    calendar: BusinessCalendar = built[key]
+    return calendar
 
 
 def _forget_holidays(session: Session, *_: Any) -> None:

@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from crm import alerts, clock, phones, tagging
+from crm import alerts, clock, phones, rollups, tagging
 from crm.business_hours import BusinessCalendar, add_business_minutes, load_calendar
 from crm.extensions import db
 from crm.models import (
@@ -791,7 +791,7 @@ def _upsert_call(values: dict[str, Any]) -> int:
         },
     ).returning(Call.__table__.c.id)
     db.session.flush()
-    return int(db.session.execute(stmt).scalar_one())
+    return int(db.session.execute(rollups.upserted_by_call_sid(stmt, [values["call_sid"]])).scalar_one())
 
 
 def _load_call(call_id: int) -> Call:

@@ -502,6 +502,7 @@ LEAD_FACTS = (
     "first_contact_at",
 )
 _CHECK = "crm_rollups_calls"
+SIDS_OPTION = "crm_rollups_call_sids"
 
 
 def _marks(session: Session) -> tuple[set[int], set[datetime], set[int]]:
@@ -531,16 +532,49 @@ def _collect_orm(session: Session, flush_context: Any) -> None:
                 leads.add(obj.id)
         elif isinstance(obj, Task) and obj.call_id is not None:
             calls.add(obj.call_id)
-        elif isinstance(obj, (StageChange, LeadTag, Call)):
+        elif isinstance(obj, Call):
             state = sa.inspect(obj)
-            if isinstance(obj, Call) and dirty and not _changed(state, CALL_FACTS):
-                continue
-            for attr in ("lead_id", "started_at") if isinstance(obj, Call) else ("lead_id",):
-                history = state.attrs[attr].history
-                for value in [*history.added, *history.unchanged, *history.deleted]:
-                    if value is None:
-                        continue
-                    (moments if attr == "started_at" else leads).add(value)
+            if not dirty or _changed(state, CALL_FACTS):
+                _call_marks(state, obj in session.new, obj in session.deleted, leads, moments, calls)
+        elif isinstance(obj, (StageChange, LeadTag)):
+            history = sa.inspect(obj).attrs.lead_id.history
+            leads.update(v for v in [*history.added, *history.unchanged, *history.deleted] if v is not None)
+
+
+def _lead_part(row: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
+    """What a call adds to its lead's facts (``CALL_FACTS`` order): only an answered call with a handler."""
+    if row is None:
+        return None
+    lead_id, started_at, _direction, _missed, answered, handler, *_ = row
+    if not answered or handler is None or lead_id is None:
+        return None
+    return lead_id, started_at, handler
+
+
+def _call_marks(
+    state: Any, new: bool, deleted: bool, leads: set[int], moments: set[datetime], calls: set[int]
+) -> None:
+    """Mark a flushed call's days (before and after) and, when its part in them changed, its leads."""
+    before: list[Any] = []
+    after: list[Any] = []
+    complete = True
+    for attr in CALL_FACTS:
+        history = state.attrs[attr].history
+        old, now = [*history.deleted, *history.unchanged], [*history.added, *history.unchanged]
+        complete = complete and bool(old or new) and bool(now or deleted)
+        before.append(old[0] if old else None)
+        after.append(now[0] if now else None)
+    rows = (None if new else tuple(before), None if deleted else tuple(after))
+    for row in rows:
+        if row is not None and row[1] is not None:
+            moments.add(row[1])
+    if not complete:  # an unloaded column: recount the day at commit, and any lead it names
+        if state.identity is not None and not deleted:
+            calls.add(state.identity[0])
+        leads.update(row[0] for row in rows if row is not None and row[0] is not None)
+        return
+    if _lead_part(rows[0]) != _lead_part(rows[1]):
+        leads.update(part[0] for part in map(_lead_part, rows) if part is not None)
 
 
 def _collect_core(state: Any) -> None:
@@ -553,6 +587,10 @@ def _collect_core(state: Any) -> None:
     session: Session = state.session
     leads, moments, calls = _marks(session)
     id_column = {"leads": "id", "tasks": "call_id"}.get(table.name, "lead_id")
+    declared = state.execution_options.get(SIDS_OPTION) if table.name == "calls" else None
+    if declared and state.is_insert:
+        _note_upserted(session, list(declared))  # no need to compile the statement for its SIDs
+        return
     where = getattr(state.statement, "whereclause", None)
     if where is not None:
         columns = [table.c[id_column]] + ([table.c.started_at] if table.name == "calls" else [])
@@ -583,18 +621,7 @@ def _collect_core(state: Any) -> None:
             elif base == "call_sid" and isinstance(value, str):
                 sids.append(value)
     if table.name == "calls" and state.is_insert and sids and len(sids) >= len(added_moments):
-        # An upsert by CallSid: note each call's roll-up columns as they were before it; the
-        # commit compares them with the final row and recounts only when they differ.
-        checks = _checks(session)
-        fresh = sorted(set(sids) - checks.keys())
-        if fresh:
-            checks.update(dict.fromkeys(fresh))
-            for sid, *values in session.execute(
-                sa.select(Call.call_sid, *(Call.__table__.c[c] for c in CALL_FACTS))
-                .where(Call.call_sid.in_(fresh))
-                .with_for_update()  # PostgreSQL: a concurrent upsert of the call commits first
-            ):
-                checks[sid] = tuple(values)
+        _note_upserted(session, sids)
         return
     leads |= added_leads
     moments.update(added_moments)
@@ -605,6 +632,32 @@ def _collect_core(state: Any) -> None:
             if lead_id is not None:
                 leads.add(lead_id)
             moments.add(started_at)
+
+
+def upserted_by_call_sid(statement: Any, sids: Iterable[str]) -> Any:
+    """Declare that an INSERT on ``calls`` writes exactly the calls with these SIDs (an upsert).
+
+    The hooks then read those calls before it runs without compiling it to find them.
+    """
+    return statement.execution_options(**{SIDS_OPTION: tuple(sids)})
+
+
+def _note_upserted(session: Session, sids: list[str]) -> None:
+    """An upsert by CallSid: note each call's roll-up columns as they were before it.
+
+    The commit compares them with the final row and recounts only when they differ.
+    """
+    checks = _checks(session)
+    fresh = sorted(set(sids) - checks.keys())
+    if not fresh:
+        return
+    checks.update(dict.fromkeys(fresh))
+    for sid, *values in session.execute(
+        sa.select(Call.call_sid, *(Call.__table__.c[c] for c in CALL_FACTS))
+        .where(Call.call_sid.in_(fresh))
+        .with_for_update()  # PostgreSQL: a concurrent upsert of the call commits first
+    ):
+        checks[sid] = tuple(values)
 
 
 def _check_calls(session: Session, leads: set[int], moments: set[datetime]) -> None:
@@ -622,12 +675,10 @@ def _check_calls(session: Session, leads: set[int], moments: set[datetime]) -> N
     for sid, before in checks.items():
         if before == after[sid]:
             continue
-        for row in (before, after[sid]):
-            if row is not None:
-                lead_id, started_at = row[0], row[1]
-                if lead_id is not None:
-                    leads.add(lead_id)
-                moments.add(started_at)
+        moments.update(row[1] for row in (before, after[sid]) if row is not None)
+        if _lead_part(before) != _lead_part(after[sid]):
+            parts = (_lead_part(before), _lead_part(after[sid]))
+            leads.update(part[0] for part in parts if part is not None)
 
 
 def _apply(session: Session) -> None:

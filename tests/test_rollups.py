@@ -320,3 +320,45 @@ def test_a_callback_that_changes_no_counted_column_recounts_nothing(app):
     rollups.rebuild()
     assert snapshot() == kept
     db.session.rollback()
+
+
+def test_an_unanswered_call_of_a_known_caller_leaves_the_lead_facts_alone(app, make_user):
+    """A lead's facts read only its answered calls: a new missed call recounts the day, not the lead."""
+    day = utc(2026, 3, 10, 15)
+    desk = make_user("front_desk")
+
+    def callback(sid: str, status: str, **extra: Any) -> list[str]:
+        statements: list[str] = []
+
+        def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        event = CallEventIn(
+            call_sid=sid,
+            from_number="+19725550188",
+            to_number="+19724995457",
+            direction="inbound",
+            status=status,
+            started_at=day,
+            **extra,
+        )
+        sa.event.listen(db.engine, "before_cursor_execute", note)
+        try:
+            receive_call_event(event, lines=LINES, now=day)
+            db.session.commit()
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", note)
+        return statements
+
+    callback("CA" + "1" * 32, "no-answer")  # a new caller: a new lead
+    second = callback("CA" + "2" * 32, "ringing")
+    assert [s for s in second if "rollup_calls" in s]  # the day is recounted …
+    assert [s for s in second if "rollup_lead_facts" in s] == []  # … the lead is not
+    third = callback("CA" + "3" * 32, "completed", answered=True, handled_by_id=desk.id)
+    assert [s for s in third if "rollup_lead_facts" in s]  # an answered call is its first contact
+
+    kept = snapshot()
+    assert any(row[-1] for row in kept["rollup_speed_staff"])
+    rollups.rebuild()
+    assert snapshot() == kept
+    db.session.rollback()
