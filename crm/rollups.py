@@ -54,6 +54,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from math import ceil
 from typing import Any
 
@@ -298,38 +299,49 @@ def _with_tasks(select: Any) -> Any:
     return select.select_from(Call).outerjoin(Task, sa.and_(Task.call_id == Call.id, Task.kind == "callback"))
 
 
-def _call_day(day: date, cal: BusinessCalendar) -> list[Contribution]:
-    """Count one clinic-local day's calls from the raw tables (2 statements)."""
-    start, end = day_range(day, cal)
+@cache
+def _day_statements() -> tuple[Any, Any, Any, Any]:
+    """The four statements that count and read one call day, built once (bound day limits)."""
+    start = sa.bindparam("start", type_=Call.started_at.type)
+    end = sa.bindparam("end", type_=Call.started_at.type)
     in_day = sa.and_(Call.started_at >= start, Call.started_at < end)
-    out: list[Contribution] = []
-    for weekday, hour, *sums in db.session.execute(
+    counts = (
         _with_tasks(sa.select(Call.local_weekday, Call.local_hour, *_call_counts()))
         .where(in_day)
         .group_by(Call.local_weekday, Call.local_hour)
-    ):
-        out.append(("rollup_calls", day, (int(weekday), int(hour)), tuple(int(v or 0) for v in sums)))
-    for handler, n in db.session.execute(
+    )
+    contacts = (
         sa.select(Call.handled_by_id, sa.func.count())
         .where(in_day, Call.answered.is_(True), Call.handled_by_id.is_not(None))
         .group_by(Call.handled_by_id)
-    ):
+    )
+    c, s = rollup_calls.c, rollup_staff.c
+    day = sa.bindparam("day", type_=c.bucket.type)
+    stored = sa.select(c.weekday, c.hour, *(c[v] for v in _values(rollup_calls))).where(
+        c.grain == "d", c.bucket == day
+    )
+    stored_contacts = sa.select(s.user_id, s.contacts).where(s.grain == "d", s.bucket == day, s.contacts != 0)
+    return counts, contacts, stored, stored_contacts
+
+
+def _call_day(day: date, cal: BusinessCalendar) -> list[Contribution]:
+    """Count one clinic-local day's calls from the raw tables (2 statements)."""
+    start, end = day_range(day, cal)
+    counts, contacts, _stored, _stored_contacts = _day_statements()
+    out: list[Contribution] = []
+    for weekday, hour, *sums in db.session.execute(counts, {"start": start, "end": end}):
+        out.append(("rollup_calls", day, (int(weekday), int(hour)), tuple(int(v or 0) for v in sums)))
+    for handler, n in db.session.execute(contacts, {"start": start, "end": end}):
         out.append(("rollup_staff", day, (int(handler),), (int(n), 0, 0)))
     return out
 
 
 def _stored_call_day(day: date) -> list[Contribution]:
+    _counts, _contacts, stored, stored_contacts = _day_statements()
     out: list[Contribution] = []
-    c, s = rollup_calls.c, rollup_staff.c
-    for weekday, hour, *sums in db.session.execute(
-        sa.select(c.weekday, c.hour, *(c[v] for v in _values(rollup_calls))).where(
-            c.grain == "d", c.bucket == day
-        )
-    ):
+    for weekday, hour, *sums in db.session.execute(stored, {"day": day}):
         out.append(("rollup_calls", day, (weekday, hour), tuple(sums)))
-    for user_id, n in db.session.execute(
-        sa.select(s.user_id, s.contacts).where(s.grain == "d", s.bucket == day, s.contacts != 0)
-    ):
+    for user_id, n in db.session.execute(stored_contacts, {"day": day}):
         out.append(("rollup_staff", day, (user_id,), (n, 0, 0)))
     return out
 
@@ -348,7 +360,14 @@ def _add(
 
 
 def _upsert(table: sa.Table) -> Any:
-    insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return _upsert_for(db.session.get_bind().dialect.name, table.name)
+
+
+@cache
+def _upsert_for(dialect: str, name: str) -> Any:
+    """Add to a roll-up's counts (built once per dialect and table)."""
+    table = TABLES[name]
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(table)
     return stmt.on_conflict_do_update(
         index_elements=[c.name for c in table.primary_key.columns],
