@@ -39,8 +39,10 @@ DELETE`` statements on ``leads``, ``stage_changes``, ``lead_tags``, ``calls`` an
 the session (for an UPDATE or DELETE the rows its ``WHERE`` matches are read first; bound
 lead ids, call SIDs and start times are read from its parameters). A call upserted by its
 SID (a status callback) is read before the upsert and again at the commit, and marks its lead
-and day only when a column the roll-ups read differs; likewise a dirty ORM call or lead marks
-only when such a column changed. Just before the commit,
+and day only when a column the roll-ups read differs (it covers the ORM's later changes to
+that call too); likewise a dirty ORM call or lead marks only when such a column changed. On
+SQLite (one writer at a time) a call the transaction created, with no call-back task, adds
+its own cell instead of recounting its day. Just before the commit,
 each touched lead's facts are computed again from the raw tables and each touched call day
 is counted again, and the differences are added to the aggregates — all in the committing
 transaction. Writes that bypass the session (the seed's driver-level bulk load) end with
@@ -417,10 +419,18 @@ def _serialize(ids: list[int], days: list[date]) -> None:
     )
 
 
-def refresh(lead_ids: Iterable[int], call_days: Iterable[date], cal: BusinessCalendar | None = None) -> None:
-    """Recount some leads and call days from the raw tables and move the aggregates by the difference."""
-    ids, days = sorted(set(lead_ids)), sorted(set(call_days))
-    if not ids and not days:
+def refresh(
+    lead_ids: Iterable[int],
+    call_days: Iterable[date],
+    cal: BusinessCalendar | None = None,
+    extra: Iterable[Contribution] = (),
+) -> None:
+    """Recount some leads and call days from the raw tables and move the aggregates by the difference.
+
+    ``extra`` is added as it is (new calls of days not recounted here).
+    """
+    ids, days, extra = sorted(set(lead_ids)), sorted(set(call_days)), list(extra)
+    if not ids and not days and not extra:
         return
     _serialize(ids, days)
     cal = cal or load_calendar()
@@ -440,6 +450,7 @@ def refresh(lead_ids: Iterable[int], call_days: Iterable[date], cal: BusinessCal
     for day in days:
         _add(total, _stored_call_day(day), -1)
         _add(total, _call_day(day, cal), +1)
+    _add(total, extra, +1)
     _write(total)
 
 
@@ -553,6 +564,8 @@ def _collect_orm(session: Session, flush_context: Any) -> None:
             calls.add(obj.call_id)
         elif isinstance(obj, Call):
             state = sa.inspect(obj)
+            if state.dict.get("call_sid") in session.info.get(_CHECK, {}):
+                continue  # upserted by its SID: the commit compares the row with how it was
             if not dirty or _changed(state, CALL_FACTS):
                 _call_marks(state, obj in session.new, obj in session.deleted, leads, moments, calls)
         elif isinstance(obj, (StageChange, LeadTag)):
@@ -679,25 +692,60 @@ def _note_upserted(session: Session, sids: list[str]) -> None:
         checks[sid] = tuple(values)
 
 
-def _check_calls(session: Session, leads: set[int], moments: set[datetime]) -> None:
-    """Mark the upserted calls whose roll-up columns differ from before the transaction."""
+def _check_calls(
+    session: Session, leads: set[int], moments: set[datetime], touched: set[int]
+) -> list[tuple[int, tuple[Any, ...]]]:
+    """Mark the upserted calls whose roll-up columns differ from before the transaction.
+
+    On SQLite (``BEGIN IMMEDIATE``: no other writer between the two reads) a call this
+    transaction created, and whose call-back task it did not touch (``touched``), is returned
+    as (id, row) instead: its own contribution is added, and its day is not recounted.
+    """
     checks: dict[str, tuple[Any, ...] | None] = session.info.pop(_CHECK, {})
     if not checks:
-        return
+        return []
     after: dict[str, tuple[Any, ...] | None] = dict.fromkeys(checks)
-    for sid, *values in session.execute(
-        sa.select(Call.call_sid, *(Call.__table__.c[c] for c in CALL_FACTS)).where(
+    ids: dict[str, int] = {}
+    for sid, call_id, *values in session.execute(
+        sa.select(Call.call_sid, Call.id, *(Call.__table__.c[c] for c in CALL_FACTS)).where(
             Call.call_sid.in_(sorted(checks))
         )
     ):
-        after[sid] = tuple(values)
+        after[sid], ids[sid] = tuple(values), call_id
+    alone = session.get_bind().dialect.name == "sqlite"
+    created: list[tuple[int, tuple[Any, ...]]] = []
     for sid, before in checks.items():
-        if before == after[sid]:
+        row = after[sid]
+        if before == row:
             continue
-        moments.update(row[1] for row in (before, after[sid]) if row is not None)
-        if _lead_part(before) != _lead_part(after[sid]):
-            parts = (_lead_part(before), _lead_part(after[sid]))
-            leads.update(part[0] for part in parts if part is not None)
+        if _lead_part(before) != _lead_part(row):
+            leads.update(part[0] for part in (_lead_part(before), _lead_part(row)) if part is not None)
+        # Started, direction, local weekday and hour known: its own cell can be added.
+        known = row is not None and None not in (row[1], row[2], row[6], row[7])
+        if alone and before is None and known and ids[sid] not in touched:
+            created.append((ids[sid], row))
+            continue
+        moments.update(r[1] for r in (before, row) if r is not None)
+    return created
+
+
+def _created_calls(rows: list[tuple[int, tuple[Any, ...]]], cal: BusinessCalendar) -> list[Contribution]:
+    """What new calls without a call-back task add to their day (``_call_day``'s sums, one row)."""
+    out: list[Contribution] = []
+    for _call_id, (_lead, started_at, direction, missed, answered, handler, weekday, hour) in rows:
+        day = cal.local_date(started_at if started_at.tzinfo else started_at.replace(tzinfo=UTC))
+        inbound = int(direction == "inbound")
+        out.append(
+            (
+                "rollup_calls",
+                day,
+                (int(weekday), int(hour)),
+                (1, inbound, int(inbound and bool(missed)), 0, 0),
+            )
+        )
+        if answered and handler is not None:
+            out.append(("rollup_staff", day, (int(handler),), (1, 0, 0)))
+    return out
 
 
 def _apply(session: Session) -> None:
@@ -708,13 +756,16 @@ def _apply(session: Session) -> None:
         return
     session.flush()
     leads, moments, calls = session.info.pop(_KEY, (set(), set(), set()))
-    _check_calls(session, leads, moments)
+    created = _check_calls(session, leads, moments, calls)
     if calls:
         moments |= set(session.scalars(sa.select(Call.started_at).where(Call.id.in_(calls))))
-    if not leads and not moments:
+    if not leads and not moments and not created:
         return
     cal = load_calendar()
-    refresh(leads, {cal.local_date(m if m.tzinfo else m.replace(tzinfo=UTC)) for m in moments}, cal)
+    days = {cal.local_date(m if m.tzinfo else m.replace(tzinfo=UTC)) for m in moments}
+    # A created call whose day is recounted anyway is counted there.
+    extra = [c for c in _created_calls(created, cal) if c[1] not in days]
+    refresh(leads, days, cal, extra)
     session.info.pop(_KEY, None)  # the roll-up writes themselves mark nothing that matters
     session.info.pop(_CHECK, None)
 
