@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -757,8 +758,18 @@ def _upsert_call(values: dict[str, Any]) -> int:
     columns are filled once (a leg may have made a placeholder first); ``answered`` only
     ever turns on; a recording, notes and a handler are kept once given.
     """
-    stmt = _insert(Call).values(**values)
-    new, old = stmt.excluded, Call.__table__.c
+    db.session.flush()
+    stmt = _call_upsert("postgresql" if _is_postgres() else "sqlite")
+    options = {rollups.SIDS_OPTION: (values["call_sid"],)}
+    return int(db.session.execute(stmt, values, execution_options=options).scalar_one())
+
+
+@cache
+def _call_upsert(dialect: str) -> Any:
+    """The upsert of ``_upsert_call``, built once per dialect (the values are bound at each call)."""
+    table = Call.__table__
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    new, old = stmt.excluded, table.c
     wins = sa.and_(old.status.not_in(FINAL_CALL_STATUSES), new.sequence_number >= old.sequence_number)
     placeholder = old.line.is_(None)
 
@@ -768,7 +779,7 @@ def _upsert_call(values: dict[str, Any]) -> int:
     def fill(column: str) -> Any:
         return sa.case((placeholder, new[column]), else_=old[column])
 
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=["call_sid"],
         set_={
             "status": newer("status"),
@@ -789,9 +800,7 @@ def _upsert_call(values: dict[str, Any]) -> int:
             "answered": sa.or_(old.answered, new.answered),
             "updated_at": new.updated_at,
         },
-    ).returning(Call.__table__.c.id)
-    db.session.flush()
-    return int(db.session.execute(rollups.upserted_by_call_sid(stmt, [values["call_sid"]])).scalar_one())
+    ).returning(table.c.id)
 
 
 def _load_call(call_id: int) -> Call:

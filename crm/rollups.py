@@ -532,6 +532,8 @@ LEAD_FACTS = (
     "first_contact_at",
 )
 _CHECK = "crm_rollups_calls"
+# An execution option: an INSERT on ``calls`` given it writes exactly the calls with these
+# SIDs (an upsert); the hooks then read them before it runs without compiling it to find them.
 SIDS_OPTION = "crm_rollups_call_sids"
 
 
@@ -664,14 +666,6 @@ def _collect_core(state: Any) -> None:
             if lead_id is not None:
                 leads.add(lead_id)
             moments.add(started_at)
-
-
-def upserted_by_call_sid(statement: Any, sids: Iterable[str]) -> Any:
-    """Declare that an INSERT on ``calls`` writes exactly the calls with these SIDs (an upsert).
-
-    The hooks then read those calls before it runs without compiling it to find them.
-    """
-    return statement.execution_options(**{SIDS_OPTION: tuple(sids)})
 
 
 def _note_upserted(session: Session, sids: list[str]) -> None:
