@@ -82,17 +82,24 @@ def client_ip() -> str:
 # --------------------------------------------------------------------------- sessions
 
 
-def load_user_for_session(user_id: str) -> User | None:
-    """Load the signed-in user if their session row is live; end it when it has expired."""
+def _live_session(*, pending: bool) -> tuple[UserSession, User] | None:
+    """This browser's session row that has not ended, and its user: a complete sign-in, or a pending one."""
     sid = session.get("sid")
     if not sid:
         return None
+    state = UserSession.pending.is_not(None) if pending else UserSession.pending.is_(None)
     row = db.session.execute(
         sa.select(UserSession, User)
         .join(User, User.id == UserSession.user_id)
-        # A pending row (password passed, second factor not yet) signs nobody in.
-        .where(UserSession.id == sid, UserSession.ended_at.is_(None), UserSession.pending.is_(None))
+        .where(UserSession.id == sid, UserSession.ended_at.is_(None), state)
     ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+def load_user_for_session(user_id: str) -> User | None:
+    """Load the signed-in user if their session row is live; end it when it has expired."""
+    # A pending row (password passed, second factor not yet) signs nobody in.
+    row = _live_session(pending=False)
     if row is None:
         return None
     user_session, user = row
@@ -142,14 +149,7 @@ def start_session(user: User, *, pending: str | None = None) -> None:
 
 def pending_sign_in() -> tuple[UserSession, User] | None:
     """Return this browser's half-done sign-in (password passed, second factor due), if live."""
-    sid = session.get("sid")
-    if not sid:
-        return None
-    row = db.session.execute(
-        sa.select(UserSession, User)
-        .join(User, User.id == UserSession.user_id)
-        .where(UserSession.id == sid, UserSession.ended_at.is_(None), UserSession.pending.is_not(None))
-    ).first()
+    row = _live_session(pending=True)
     if row is None:
         return None
     user_session, user = row
