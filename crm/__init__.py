@@ -23,12 +23,15 @@ class CRMRequest(Request):
 
     No text a person types holds one, and PostgreSQL refuses it in a text column (a server
     error at the insert, after every check passed): it is dropped once here for every form,
-    instead of in each one. The phone system's webhook keeps the exact bytes it signed.
+    instead of in each one. The phone system's webhook keeps the exact bytes it signed, and
+    the public form refuses control characters itself, with a message for the patient.
     """
+
+    KEEP_AS_SENT = ("/webhooks/", "/request-appointment")
 
     def _load_form_data(self) -> None:
         super()._load_form_data()
-        if self.path.startswith("/webhooks/"):
+        if self.path.startswith(self.KEEP_AS_SENT):
             return
         pairs = list(self.form.items(multi=True))
         if any("\x00" in key or "\x00" in value for key, value in pairs):
