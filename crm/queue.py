@@ -306,10 +306,14 @@ def page_statement(
     """
     eod = end_of_local_day(now, tz)
     where = [scope, *filter_clauses(filters, tz, wide=wide)]
-    # Urgent open leads are few by design: that group walks its own index and checks the filter
-    # per row. SQLite's planner cannot know urgent = 1 is rare and would otherwise read every
-    # lead of the stage (10,000 at full size, 20-50 ms) by the filter's index, then sort.
-    where_urgent = [scope, *filter_clauses(filters, tz, wide=wide, checked_per_row=True)]
+    # Urgent and overdue leads are few by design (the desk works them down first), and a view
+    # is only "wide" when the filter matches hundreds: those groups, and the tasks due today
+    # when the filter is wide, walk their own index and check the filter per row. Otherwise
+    # SQLite's planner, which cannot know these groups are small, reads every lead of the
+    # stage by the filter's index and sorts them (2,400 leads of a stage at full size: 5-15 ms
+    # a group, against 0.3-2.4 ms walked).
+    per_row = [scope, *filter_clauses(filters, tz, wide=wide, checked_per_row=True)]
+    walked = {URGENT, OVERDUE, TASK_DUE} if wide else {URGENT}
     branches = []
     for group, (condition, key, newest_first) in _groups(now, eod).items():
         if after is not None and group < after.group:
@@ -318,7 +322,7 @@ def page_statement(
             # Closed and not-a-patient leads join the last group: everything outside groups 1–3,
             # newest first by ix_leads_created_at (a CAST, so no OR of two index ranges to sort).
             condition = sa.or_(sa.cast(Lead.in_queue, sa.Integer) == 0, condition)
-        clauses = [condition, *(where_urgent if group == URGENT else where)]
+        clauses = [condition, *(per_row if group in walked else where)]
         if after is not None and group == after.group:
             if newest_first:
                 clauses.append(sa.and_(key <= after.key, sa.or_(key < after.key, Lead.id < after.lead_id)))
@@ -403,6 +407,45 @@ def _in_order(rows: Sequence[Any], after: Cursor | None) -> list[tuple[int, date
     return ordered
 
 
+class WideViews:
+    """Remember, per process, which filtered views matched more than ``COUNT_CAP`` leads.
+
+    A filtered view is first read whole (``narrow_statement``), which is the fastest way for
+    the few hundred leads most filters match. A filter that matches thousands (a stage, a
+    source, an owner) would pay for that capped read of ``COUNT_CAP + 1`` rows on every page
+    before reading the page by the groups' indexes; once seen to be wide, it is counted by the
+    capped count instead (an index walk, no rows brought back) for ``ttl``. This only chooses
+    the statements: the count and the rows are exact either way. Searches are always read
+    whole (a search matching hundreds is rare).
+    """
+
+    def __init__(self, ttl: timedelta = timedelta(minutes=5), size: int = 512) -> None:
+        self.ttl, self.size = ttl, size
+        self._seen: dict[tuple[str, QueueFilters], datetime] = {}
+
+    @staticmethod
+    def key(scope: sa.ColumnElement[bool], filters: QueueFilters) -> tuple[str, QueueFilters]:
+        return str(scope.compile(compile_kwargs={"literal_binds": True})), filters
+
+    def holds(self, key: tuple[str, QueueFilters] | None) -> bool:
+        until = self._seen.get(key) if key is not None else None
+        return until is not None and until > datetime.now(UTC)
+
+    def remember(self, key: tuple[str, QueueFilters] | None) -> None:
+        if key is None:
+            return
+        if len(self._seen) >= self.size:
+            self._seen.clear()
+        self._seen[key] = datetime.now(UTC) + self.ttl
+
+    def forget(self, key: tuple[str, QueueFilters] | None) -> None:
+        if key is not None:
+            self._seen.pop(key, None)
+
+
+WIDE_VIEWS = WideViews()
+
+
 # The columns a queue row shows (templates/leads/_queue_rows.html); the rest stay unread.
 ROW_COLUMNS = (
     Lead.first_name,
@@ -441,15 +484,21 @@ def fetch_page(
     caller joined and their active tag codes aggregated.
     """
     found: Sequence[Any] | None = None
-    if filters.narrowed:
+    known_wide = WIDE_VIEWS.key(scope, filters) if filters.narrowed and not filters.q else None
+    if filters.narrowed and not WIDE_VIEWS.holds(known_wide):
         found = db.session.execute(narrow_statement(scope, filters, now=now, tz=tz)).all()
         count = len(found)
         if count > COUNT_CAP:
             found = None
+            WIDE_VIEWS.remember(known_wide)
     else:
         count = db.session.scalar(count_statement(scope, filters, tz=tz)) or 0
+        if count <= COUNT_CAP:
+            WIDE_VIEWS.forget(known_wide)  # narrow again: read it whole next time
     if found is None:
-        wide = count > COUNT_CAP
+        # A filter known to be wide stays on this path even if it just shrank: the groups'
+        # statement is right for any view, the narrowed read is only faster for a small one.
+        wide = count > COUNT_CAP or known_wide is not None
         found = db.session.execute(
             page_statement(scope, filters, now=now, tz=tz, after=after, limit=limit, wide=wide)
         ).all()

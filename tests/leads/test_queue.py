@@ -366,3 +366,60 @@ def test_statement_count_does_not_grow_with_data(client, login_as, lead, count_q
         lead(tags=["region:lower"], owner_id=None)
     large = measure()
     assert small == large == expected
+
+
+# --------------------------------------------------------------------------- wide views
+
+
+@pytest.fixture
+def small_cap(monkeypatch):
+    """A cap of 5 leads (500 in the clinic), and no view yet known to be wide."""
+    from crm import queue
+
+    monkeypatch.setattr(queue, "COUNT_CAP", 5)
+    monkeypatch.setattr(queue, "WIDE_VIEWS", queue.WideViews())
+    return queue
+
+
+def test_a_wide_filter_is_counted_not_read_whole_and_shows_the_same_page(
+    client, login_as, lead, now, count_queries, small_cap
+):
+    """A filter seen to match more than the cap skips the whole read next time; the page is the same.
+
+    The narrowed read brings back every matching lead (up to the cap and one) to order them in
+    Python; a wide one then reads the page by the groups' indexes anyway. Once known wide, the
+    view is counted (capped) instead. What the desk sees must not change: the same leads in the
+    same order and "5+ leads"; and when the view shrinks below the cap its count is exact again.
+    """
+    login_as("front_desk")
+    made = [lead(source="referral", created_at=now - timedelta(hours=i)) for i in range(8)]
+    made[3].urgent = True
+    made[5].first_contact_due_at = now - timedelta(minutes=20)
+    db.session.commit()
+    lead(source="phone")
+    url = "/leads?source=referral"
+
+    def visit() -> tuple[list[int], str, list[str]]:
+        with count_queries() as q:
+            response = client.get(url)
+        html = response.get_data(as_text=True)
+        count = re.search(r'<p class="muted" id="queue-count">([^<]*)</p>', html)
+        return shown_ids(html), count.group(1).split(" · ")[0].strip() if count else "", q.statements
+
+    first_ids, first_count, first_sql = visit()
+    second_ids, second_count, second_sql = visit()
+    expected = [made[3].id, made[5].id] + [m.id for i, m in enumerate(made) if i not in (3, 5)]
+    assert first_ids == second_ids == expected
+    assert first_count == second_count == "5+ leads"
+    assert any("CASE WHEN" in s for s in first_sql)  # read whole the first time
+    assert not any("CASE WHEN" in s for s in second_sql)  # counted the second
+    assert len(second_sql) == len(first_sql)  # one statement swapped for another
+
+    for m in made[:5]:  # five of them close: three referrals left in the queue
+        m.in_queue = False
+        m.stage = "closed"
+    db.session.commit()
+    third_ids, third_count, _ = visit()
+    assert third_ids == [made[5].id, made[6].id, made[7].id] and third_count == "3 leads"
+    _, _, fourth_sql = visit()
+    assert any("CASE WHEN" in s for s in fourth_sql)  # narrow again: read whole
