@@ -48,11 +48,13 @@ format: install
 ## Speed figures: the tagger, a 50,000-row CSV import, and every page, the form and the webhook at
 ## 100k leads / 1M calls on SQLite and PostgreSQL under gunicorn (data built once, in .bench/ and
 ## crm_bench; PostgreSQL installed and started first when missing). Writes BENCH.md.
+## BENCH_PG_DB names the PostgreSQL data set (e.g. a fresh one, to time building it).
+BENCH_PG_DB ?= crm_bench
 bench: install
 	.ci/postgres.sh
 	$(BIN)/python bench/bench_triage.py
 	$(BIN)/python bench/bench_import.py --rows 50000
-	$(BIN)/python bench/run_bench.py --db both
+	$(BIN)/python bench/run_bench.py --db both --pg-db $(BENCH_PG_DB)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache
