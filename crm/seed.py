@@ -1008,6 +1008,10 @@ class _Seeder:
             may_go_stale=not not_a_patient,
         )
         stage, at = moves[-1][0], moves[-1][1]
+        if t_contact is None:
+            # A lead reopened because the patient called back was spoken with then: that call is
+            # its first contact (otherwise it would sit in the queue as overdue for months).
+            t_contact = next((m[1] for m in moves if m[5] == "closed" and m[0] != "closed"), None)
         closed = stage == "closed"
         closed_from = next((m[5] for m in reversed(moves) if m[0] == "closed"), None) if closed else None
         reason_code = moves[-1][3] if closed else None
