@@ -12,6 +12,10 @@ operation) took 64 s over HTTP against a werkzeug server thread, 30 s in-process
 machine, load 2–4). There is no time budget (``--max-time``) either: under one, schemathesis
 repeats fuzzing and stateful until the budget is spent, so a run always lasts the whole budget.
 Each operation's fuzzed examples are counted from the engine's own events; too few fails.
+
+Refused input changes nothing: no request answered 4xx may commit an INSERT, UPDATE or DELETE
+(seen through SQLAlchemy's statement and commit events, per request, at no cost — a checksum of
+every table around each of ~3,000 requests would cost more than the fuzzing itself).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextlib
 import contextvars
 import io
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -28,6 +33,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+import sqlalchemy as sa
 from schemathesis.cli.commands.run.context import ExecutionContext
 from schemathesis.cli.commands.run.handlers.output import OutputHandler
 from schemathesis.cli.events import LoadingFinished, LoadingStarted
@@ -49,6 +55,41 @@ MAX_EXAMPLES = 200  # Hypothesis examples per operation in the fuzzing phase
 SEED = 8  # with deterministic generation: CI sees the same cases every run
 LIMIT_S = 300  # a run still going after this is stopped, and fails: CI's budget is 25 minutes
 DOCUMENT = "/api/v1/openapi.json"
+WRITE = re.compile(r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)", re.IGNORECASE)
+
+
+class Writes:
+    """The tables one request wrote to, and those of its writes that were committed.
+
+    Each request runs in its own ``contextvars`` context (as a server's would), so the
+    statements SQLAlchemy runs for it are told apart from any other's by ``CURRENT``.
+    """
+
+    def __init__(self) -> None:
+        self.pending: set[str] = set()
+        self.committed: set[str] = set()
+
+
+CURRENT: contextvars.ContextVar[Writes | None] = contextvars.ContextVar("writes", default=None)
+
+
+def _on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    writes, match = CURRENT.get(), WRITE.match(statement)
+    if writes is not None and match:
+        writes.pending.add(match.group(1))
+
+
+def _on_commit(conn: Any) -> None:
+    writes = CURRENT.get()
+    if writes is not None:
+        writes.committed |= writes.pending
+        writes.pending.clear()
+
+
+def _on_rollback(conn: Any) -> None:
+    writes = CURRENT.get()
+    if writes is not None:
+        writes.pending.clear()
 
 
 def _send_without_socket_settings(original: Any) -> Any:
@@ -69,9 +110,36 @@ def test_the_api_keeps_to_its_openapi_document(app, make_user, monkeypatch: pyte
     token = create_token(make_user("manager"), "schemathesis", scope="write").plaintext
     db.session.commit()
     monkeypatch.setattr(WSGITransport, "send", _send_without_socket_settings(WSGITransport.send))
-    # Each request runs as a server's would: in an empty context, not in the test's app context.
+    # What each request committed (see ``Writes``): a refused one (4xx) may commit nothing.
+    refused: Counter[str] = Counter()  # refused requests by status
+    changed_by_refused: list[str] = []
+    accepted_writes = 0
     inner = app.wsgi_app
-    monkeypatch.setattr(app, "wsgi_app", lambda env, start: contextvars.Context().run(inner, env, start))
+
+    def serve(environ: dict[str, Any], start_response: Any) -> Any:
+        nonlocal accepted_writes
+        writes, status = Writes(), []
+        CURRENT.set(writes)
+
+        def start(line: str, headers: Any, *exc_info: Any) -> Any:
+            status.append(int(line.split()[0]))
+            return start_response(line, headers, *exc_info)
+
+        body = inner(environ, start)
+        if status and status[0] >= 400:
+            refused[str(status[0])] += 1
+            if writes.committed:
+                where = f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}"
+                changed_by_refused.append(f"{where} → {status[0]} committed to {sorted(writes.committed)}")
+        elif writes.committed:
+            accepted_writes += 1
+        return body
+
+    # Each request runs as a server's would: in an empty context, not in the test's app context.
+    monkeypatch.setattr(app, "wsgi_app", lambda env, start: contextvars.Context().run(serve, env, start))
+    listeners = (("before_cursor_execute", _on_statement), ("commit", _on_commit), ("rollback", _on_rollback))
+    for name, listener in listeners:
+        sa.event.listen(db.engine, name, listener)
 
     # No cache: a run never replays what an earlier one recorded.
     config = SchemathesisConfig(seed=SEED, color=False, cache=CacheConfig(enabled=False))
@@ -118,17 +186,24 @@ def test_the_api_keeps_to_its_openapi_document(app, make_user, monkeypatch: pyte
             )
         except SystemExit as exc:
             exit_code = exc.code
+    for name, listener in listeners:
+        sa.event.remove(db.engine, name, listener)
     seconds = time.perf_counter() - started
     report = output.getvalue().replace(token, "<token>")
     if os.environ.get("SCHEMATHESIS_REPORT"):
         Path(os.environ["SCHEMATHESIS_REPORT"]).write_text(report)
 
     per_phase = ", ".join(f"{phase.value} {sum(counts.values())}" for phase, counts in requests.items())
+    statuses = ", ".join(f"{status}: {count}" for status, count in sorted(refused.items()))
     print(
         f"\nschemathesis in-process on {db.engine.dialect.name}: {len(operations)} operations × "
         f"{min(fuzzed.values(), default=0)}–{max(fuzzed.values(), default=0)} fuzzed examples "
-        f"({sum(fuzzed.values())} in all); requests by phase: {per_phase}; {seconds:.0f} s; exit {exit_code}"
+        f"({sum(fuzzed.values())} in all); requests by phase: {per_phase}; {seconds:.0f} s; "
+        f"exit {exit_code}; refused {sum(refused.values())} ({statuses}), "
+        f"{len(changed_by_refused)} of them committed a write; {accepted_writes} accepted ones did"
     )
     assert exit_code == 0, "\n".join(line[:300] for line in report.splitlines())
     assert fuzzed.keys() == operations, sorted(operations - fuzzed.keys())
     assert min(fuzzed.values()) >= MAX_EXAMPLES, fuzzed
+    assert not changed_by_refused, changed_by_refused[:20]
+    assert accepted_writes  # the write tracking sees writes at all
