@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -23,9 +24,10 @@ from flask import g, has_app_context
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from crm.extensions import db
-from crm.models import Holiday
+from crm.models import ClinicSettings, Holiday
 from crm.settings import get_settings
 
 DEFAULT_TZ = "America/Chicago"
@@ -200,21 +202,52 @@ _HOLIDAYS = "crm_holidays"
 def load_calendar() -> BusinessCalendar:
     """Read the clinic's settings and holidays and build its calendar.
 
-    The holidays are read once per transaction (a webhook's intake and its roll-ups both need
-    the calendar); any write to them through the session forgets that copy (``install``). The
-    calendar built from them is kept beside them while the settings' values stay the same.
+    The settings' three values and the holidays are read once per transaction (a webhook's
+    intake and its roll-ups both need the calendar); a write to either through the session
+    forgets that copy (``install``), and so does the transaction's end. A request that holds
+    the settings row reads it instead (an admin's unsaved edit counts). The calendar built
+    from those values is kept for the process (``_BUILT``): every value it depends on is read
+    again in each transaction, so a change made by another worker counts at once.
     """
-    settings = _settings_row()
     info = db.session.info
     if _HOLIDAYS not in info:
-        info[_HOLIDAYS] = (tuple(db.session.scalars(sa.select(Holiday.day))), {})
-    days, built = info[_HOLIDAYS]
-    key = (settings.timezone, repr(settings.business_hours), settings.speed_to_lead_minutes)
-    if key not in built:
-        built.clear()
-        built[key] = BusinessCalendar.from_settings(settings, days)
-    calendar: BusinessCalendar = built[key]
+        info[_HOLIDAYS] = (db.session.execute(_settings_statement()).first(), _holidays())
+    stored, days = info[_HOLIDAYS]
+    row = db.session.identity_map.get(_SETTINGS_KEY)
+    if row is None and (stored is None or None in stored):
+        row = _settings_row()  # the row made with its defaults
+    if row is not None:  # loaded in this session: its unsaved edits count
+        stored = (row.timezone, row.business_hours, row.speed_to_lead_minutes)
+    timezone, hours, target = stored
+    key = (timezone, repr(hours), target, days)
+    calendar = _BUILT.get(key)
+    if calendar is None:
+        calendar = BusinessCalendar.build(
+            timezone=timezone, business_hours=hours, holidays=days, target_minutes=target
+        )
+        if len(_BUILT) >= 8:
+            _BUILT.clear()
+        _BUILT[key] = calendar
     return calendar
+
+
+# (time zone, hours, target minutes, holidays) -> the calendar built from them, per process.
+_BUILT: dict[tuple[Any, ...], BusinessCalendar] = {}
+_SETTINGS_KEY = identity_key(ClinicSettings, 1)
+
+
+@cache
+def _settings_statement() -> sa.Select[Any]:
+    s = ClinicSettings
+    return sa.select(s.timezone, s.business_hours, s.speed_to_lead_minutes).where(s.id == 1)
+
+
+def _holidays() -> tuple[date, ...]:
+    return tuple(db.session.scalars(sa.select(Holiday.day)))
+
+
+_CALENDAR_ROWS = (Holiday, ClinicSettings)
+_CALENDAR_TABLES = frozenset(model.__tablename__ for model in _CALENDAR_ROWS)
 
 
 def _forget_holidays(session: Session, *_: Any) -> None:
@@ -222,7 +255,7 @@ def _forget_holidays(session: Session, *_: Any) -> None:
 
 
 def _on_flush(session: Session, _context: Any) -> None:
-    if any(isinstance(obj, Holiday) for obj in [*session.new, *session.dirty, *session.deleted]):
+    if any(isinstance(obj, _CALENDAR_ROWS) for obj in [*session.new, *session.dirty, *session.deleted]):
         _forget_holidays(session)
 
 
@@ -230,7 +263,7 @@ def _on_execute(state: Any) -> None:
     if state.is_select:
         return
     table = getattr(state.statement, "table", None)
-    if table is None or table.name == Holiday.__tablename__:  # raw SQL might touch them too
+    if table is None or table.name in _CALENDAR_TABLES:  # raw SQL might touch them too
         _forget_holidays(state.session)
 
 

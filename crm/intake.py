@@ -342,6 +342,9 @@ def _consents(lead: Lead, contact: ContactIn, *, now: datetime, method: str, ip:
 
 
 def _search_terms(lead: Lead, words: Iterable[str]) -> None:
+    words = list(words)
+    if not words:  # a caller with no name yet
+        return
     existing = set(
         db.session.scalars(sa.select(LeadSearchTerm.term).where(LeadSearchTerm.lead_id == lead.id))
     )
@@ -621,7 +624,9 @@ def _insert_new_leads(
 
 def _after_insert(lead: Lead, contact: ContactIn, *, now: datetime, ip: str | None) -> None:
     """Write what a new lead brings with it: owner, history, search terms, consent."""
-    lead.owner_id = _round_robin_owner()
+    owner_id = _round_robin_owner()
+    if owner_id is not None:  # setting None on the new row would cost an UPDATE
+        lead.owner_id = owner_id
     db.session.add(StageChange(lead_id=lead.id, from_stage=None, to_stage="new", at=now))
     _search_terms(lead, name_terms(lead.first_name, lead.last_name))
     _consents(lead, contact, now=now, method=contact.source, ip=ip)
@@ -751,27 +756,29 @@ def _clinic_line(ev: CallEventIn, direction: str, lines: Mapping[str, str]) -> s
     return line
 
 
-def _upsert_call(values: dict[str, Any]) -> int:
-    """Insert a call or merge a callback into it by CallSid; return the call's id.
+def _upsert_call(values: dict[str, Any]) -> Call:
+    """Insert a call or merge a callback into it by CallSid; return the call as it now is.
 
     The highest SequenceNumber sets the status, and a final status is never left; identity
     columns are filled once (a leg may have made a placeholder first); ``answered`` only
-    ever turns on; a recording, notes and a handler are kept once given.
+    ever turns on; a recording, notes and a handler are kept once given. The row comes back
+    from the statement itself (``RETURNING``), not from a second read.
     """
     db.session.flush()
     stmt = _call_upsert("postgresql" if _is_postgres() else "sqlite")
-    options = {rollups.SIDS_OPTION: (values["call_sid"],)}
-    return int(db.session.execute(stmt, values, execution_options=options).scalar_one())
+    options = {rollups.SIDS_OPTION: (values["call_sid"],), "populate_existing": True}
+    return db.session.scalars(stmt, values, execution_options=options).one()
 
 
 @cache
 def _call_upsert(dialect: str) -> Any:
     """The upsert of ``_upsert_call``, built once per dialect (the values are bound at each call)."""
     table = Call.__table__
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Call)
     new, old = stmt.excluded, table.c
     wins = sa.and_(old.status.not_in(FINAL_CALL_STATUSES), new.sequence_number >= old.sequence_number)
     placeholder = old.line.is_(None)
+    earlier = new.started_at < old.started_at
 
     def newer(column: str) -> Any:
         return sa.case((wins, new[column]), else_=old[column])
@@ -788,7 +795,10 @@ def _call_upsert(dialect: str) -> Any:
                 (new.duration_seconds > old.duration_seconds, new.duration_seconds),
                 else_=old.duration_seconds,
             ),
-            "started_at": sa.case((new.started_at < old.started_at, new.started_at), else_=old.started_at),
+            "started_at": sa.case((earlier, new.started_at), else_=old.started_at),
+            # The clinic-local hour and weekday follow the start (``_settle`` sets them again).
+            "local_hour": sa.case((earlier, new.local_hour), else_=old.local_hour),
+            "local_weekday": sa.case((earlier, new.local_weekday), else_=old.local_weekday),
             "from_number": fill("from_number"),
             "to_number": fill("to_number"),
             "direction": fill("direction"),
@@ -800,13 +810,7 @@ def _call_upsert(dialect: str) -> Any:
             "answered": sa.or_(old.answered, new.answered),
             "updated_at": new.updated_at,
         },
-    ).returning(table.c.id)
-
-
-def _load_call(call_id: int) -> Call:
-    return db.session.scalars(
-        sa.select(Call).where(Call.id == call_id).execution_options(populate_existing=True)
-    ).one()
+    ).returning(Call)
 
 
 def _call_values(
@@ -817,8 +821,12 @@ def _call_values(
     campaign: str | None,
     started: datetime,
     now: datetime,
+    cal: BusinessCalendar,
 ) -> dict[str, Any]:
+    local = cal.local(started)
     return {
+        "local_hour": local.hour,
+        "local_weekday": local.weekday(),
         "call_sid": _clean(ev.call_sid, 64),
         "from_number": _clean(ev.from_number, 32),
         "to_number": _clean(ev.to_number, 32),
@@ -966,11 +974,13 @@ def _record_call(
     cal = _calendar(cal)
     started = ev.started_at or now
     if ev.parent_call_sid:
-        return _record_leg(ev, started=started, now=now)
+        return _record_leg(ev, started=started, now=now, cal=cal)
     line = _clinic_line(ev, direction, lines)
-    values = _call_values(ev, direction=direction, line=line, campaign=lines[line], started=started, now=now)
+    values = _call_values(
+        ev, direction=direction, line=line, campaign=lines[line], started=started, now=now, cal=cal
+    )
     if values["call_sid"]:
-        call = _load_call(_upsert_call(values))
+        call = _upsert_call(values)
     else:  # a manual entry: no provider id, nothing to merge with
         call = Call(**values)
         db.session.add(call)
@@ -990,7 +1000,7 @@ def _record_call(
     return result
 
 
-def _record_leg(ev: CallEventIn, *, started: datetime, now: datetime) -> IntakeResult:
+def _record_leg(ev: CallEventIn, *, started: datetime, now: datetime, cal: BusinessCalendar) -> IntakeResult:
     """A leg of a call (e.g. the <Dial> to a staff phone) marks its parent answered, nothing more.
 
     The parent may not have reported yet: a placeholder row (no line, sequence -1) holds
@@ -1007,6 +1017,8 @@ def _record_leg(ev: CallEventIn, *, started: datetime, now: datetime) -> IntakeR
         "status": "queued",
         "sequence_number": -1,
         "started_at": started,
+        "local_hour": cal.local(started).hour,
+        "local_weekday": cal.local(started).weekday(),
         "duration_seconds": 0,
         "recording_url": None,
         "notes": None,
@@ -1015,7 +1027,7 @@ def _record_leg(ev: CallEventIn, *, started: datetime, now: datetime) -> IntakeR
         "created_at": now,
         "updated_at": now,
     }
-    call = _load_call(_upsert_call(placeholder))
+    call = _upsert_call(placeholder)
     result = IntakeResult(lead=None, created=False, call=call, details={"leg": True})
     if call.line is not None and call.lead_id is not None and call.answered:
         lead = db.session.get(Lead, call.lead_id)

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 
 from crm.business_hours import (
@@ -146,3 +147,30 @@ def test_load_calendar_creates_default_settings(app: Flask) -> None:
     assert calendar.tz == CHICAGO
     assert calendar.target_minutes == 15
     assert sorted(calendar.hours) == [0, 1, 2, 3, 4]
+
+
+def test_load_calendar_sees_another_workers_change(app: Flask) -> None:
+    """The calendar is kept per process, yet a change written elsewhere counts at the next transaction."""
+    db.session.add(ClinicSettings(id=1, speed_to_lead_minutes=15))
+    db.session.commit()
+    assert load_calendar().target_minutes == 15
+    db.session.commit()
+    # Another worker's writes: plain SQL on its own connection, not through this session.
+    with db.engine.begin() as conn:
+        conn.execute(sa.update(ClinicSettings).values(speed_to_lead_minutes=30, timezone="America/Denver"))
+        conn.execute(sa.insert(Holiday).values(day=date(2026, 3, 9), name="Closed"))
+    calendar = load_calendar()
+    assert (calendar.target_minutes, calendar.tz) == (30, ZoneInfo("America/Denver"))
+    assert calendar.holidays == frozenset({date(2026, 3, 9)})
+    db.session.commit()
+    with db.engine.begin() as conn:
+        conn.execute(sa.delete(Holiday))
+    assert load_calendar().holidays == frozenset()
+
+
+def test_load_calendar_sees_an_unsaved_edit(app: Flask) -> None:
+    db.session.add(ClinicSettings(id=1, speed_to_lead_minutes=15))
+    db.session.commit()
+    assert load_calendar().target_minutes == 15
+    db.session.get(ClinicSettings, 1).speed_to_lead_minutes = 45  # not flushed
+    assert load_calendar().target_minutes == 45
