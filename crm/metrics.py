@@ -18,7 +18,9 @@ Definitions shared by all functions:
 filters are ones a roll-up table is keyed by, a function reads the roll-ups of
 ``crm.rollups`` (the same numbers, pre-grouped and kept in step with every write) instead of
 the raw tables: whole months (or weeks) from the coarse rows, the days at either end from
-the day rows. Otherwise it runs the raw query. ``tests/test_rollups.py`` checks both agree.
+the day rows. Source and campaign (together too) are keys of ``rollup_leads``; any one filter
+alone is a key of ``rollup_filter_leads`` / ``rollup_filter_speed``; other combinations run
+the raw queries. Otherwise it runs the raw query. ``tests/test_rollups.py`` checks both agree.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from crm.models import (
     Task,
     User,
     rollup_calls,
+    rollup_filter_leads,
+    rollup_filter_speed,
     rollup_lead_origins,
     rollup_lead_tags,
     rollup_leads,
@@ -51,7 +55,7 @@ from crm.models import (
     rollup_speed_staff,
     rollup_staff,
 )
-from crm.rollups import bucket, speed_bin
+from crm.rollups import bucket, filter_key, speed_bin
 from crm.settings import clinic_tz, get_settings
 
 # The funnel's stages, in order (closed is an exit, not a step).
@@ -60,6 +64,14 @@ ORDER = {stage: i for i, stage in enumerate(FUNNEL_STAGES)}
 CONSULT = ORDER["consult_scheduled"]
 SURGERY = ORDER["surgery_scheduled"]
 BY_COLUMNS = ("source", "campaign", "tag", "landing_page", "practice")
+# ``rollup_filter_leads.kind`` of each grouping.
+KINDS = {
+    "source": "source",
+    "campaign": "campaign",
+    "tag": "tag",
+    "landing_page": "landing",
+    "practice": "practice",
+}
 STALLED_LIMIT = 25  # stalled leads per page of the stage-aging list
 STALLED_PAGES = 40  # the list goes no deeper than this many pages (the counts cover every lead)
 
@@ -180,6 +192,45 @@ def _lead_rollup_rows(days: tuple[date, date], filters: Filters) -> list[tuple[s
     return rows
 
 
+def _single_filter(filters: Filters) -> str | None:
+    """Name the one filter set (``rollup_filter_*``'s ``filter`` key); None for none or several."""
+    named = [
+        filter_key(kind, value)
+        for kind, value in (
+            ("source", filters.source),
+            ("campaign", filters.campaign),
+            ("owner", filters.owner_id),
+            ("tag", filters.tag),
+        )
+        if value
+    ]
+    return named[0] if len(named) == 1 else None
+
+
+def _filter_rollup_rows(days: tuple[date, date], key: str) -> list[tuple[str, str, int, int]]:
+    """``(kind, value, reached, leads)`` of the cohort under one filter, from ``rollup_filter_leads``.
+
+    The funnel and every conversion chart read this one grouped answer (kept on ``g`` for the
+    request, as ``_lead_rollup_rows``).
+    """
+    cache_key = ("metrics_filter_rollup", days, key)
+    if has_request_context() and cache_key in g.setdefault("metrics_cache", {}):
+        cached: list[tuple[str, str, int, int]] = g.metrics_cache[cache_key]
+        return cached
+    t = rollup_filter_leads
+    rows = [
+        (kind, value, int(r), int(n))
+        for kind, value, r, n in db.session.execute(
+            sa.select(t.c.kind, t.c.value, t.c.reached, sa.func.sum(t.c.leads))
+            .where(_in_buckets(t, days, "m"), t.c.filter == key)
+            .group_by(t.c.kind, t.c.value, t.c.reached)
+        )
+    ]
+    if has_request_context():
+        g.metrics_cache[cache_key] = rows
+    return rows
+
+
 def _reach_counts(rows: list[Any]) -> dict[Any, list[int]]:
     """Turn ``(group, reached, leads)`` rows into group → leads reaching each funnel step."""
     out: dict[Any, list[int]] = {}
@@ -233,9 +284,13 @@ def funnel_and_sources(
     funnel is their sum, so both charts cost one query.
     """
     days = _local_days(period)
+    key = _single_filter(filters)
     if days and not filters.tag and not filters.owner_id:
         counted = _reach_counts([(src, r, n) for src, _c, r, n in _lead_rollup_rows(days, filters)])
         groups: list[Any] = [(g, *c) for g, c in counted.items() if c[0]]
+    elif days and key:
+        rows_ = [(v, r, n) for k, v, r, n in _filter_rollup_rows(days, key) if k == "source"]
+        groups = [(g, *c) for g, c in _reach_counts(rows_).items() if c[0]]
     else:
         rows = _reach_rows(period, filters, Lead.source.label("group"))
         reached = [sa.func.sum(sa.case((rows.c.reached >= i, 1), else_=0)) for i in ORDER.values()]
@@ -338,29 +393,33 @@ def conversion_by(by: str, period: Period, filters: Filters = NO_FILTERS) -> lis
 def _conversion_from_rollups(by: str, period: Period, filters: Filters) -> list[dict[str, Any]] | None:
     """Read ``conversion_by`` from the roll-ups, or None when they cannot answer it."""
     days = _local_days(period)
-    if days is None or filters.tag or filters.owner_id:
+    if days is None:
         return None
-    if by == "campaign":
-        counted = _reach_counts([(c, r, n) for _s, c, r, n in _lead_rollup_rows(days, filters)])
-        out = [
-            _conversion_row(g or "(none)", c[0], c[CONSULT], c[SURGERY]) for g, c in counted.items() if c[0]
+    rows: list[Any]
+    if by == "campaign" and not filters.tag and not filters.owner_id:
+        rows = [(c or "(none)", r, n) for _s, c, r, n in _lead_rollup_rows(days, filters)]
+    elif filters != NO_FILTERS:
+        key = _single_filter(filters)
+        if key is None:
+            return None
+        kind = KINDS[by]
+        rows = [
+            (v or "(none)" if by == "campaign" else v, r, n)
+            for k, v, r, n in _filter_rollup_rows(days, key)
+            if k == kind
         ]
-        out.sort(key=lambda r: (-r["leads"], r["group"]))
-        return out
-    if filters.source or filters.campaign:
-        return None
-    if by == "tag":
-        t = rollup_lead_tags
-        where, group = [_in_buckets(t, days, "m")], t.c.tag
     else:
-        t = rollup_lead_origins
-        kind = "landing" if by == "landing_page" else "practice"
-        where, group = [_in_buckets(t, days, "m"), t.c.kind == kind], t.c.value
-    counted = _reach_counts(
-        db.session.execute(
+        if by == "tag":
+            t = rollup_lead_tags
+            where, group = [_in_buckets(t, days, "m")], t.c.tag
+        else:
+            t = rollup_lead_origins
+            where = [_in_buckets(t, days, "m"), t.c.kind == KINDS[by]]
+            group = t.c.value
+        rows = db.session.execute(  # type: ignore[assignment]
             sa.select(group, t.c.reached, sa.func.sum(t.c.leads)).where(*where).group_by(group, t.c.reached)
         ).all()
-    )
+    counted = _reach_counts(rows)
     out = [_conversion_row(group_, c[0], c[CONSULT], c[SURGERY]) for group_, c in counted.items() if c[0]]
     out.sort(key=lambda r: (-r["leads"], r["group"]))
     return out
@@ -425,16 +484,21 @@ def _speed_histograms(
     ``minutes`` is the binned business minutes (``crm.rollups.speed_bin``), -1 not contacted.
     """
     days = _local_days(period)
-    if days and filters == NO_FILTERS:
+    key = _single_filter(filters)
+    if days and (filters == NO_FILTERS or key):
         t, u = rollup_speed, rollup_speed_staff
+        only: list[Any] = []
+        if key:  # one table under each filter: its week rows for the weeks, month rows for staff
+            t = u = rollup_filter_speed
+            only = [t.c.filter == key]
         by_day = db.session.execute(
             sa.select(t.c.bucket, t.c.minutes, sa.func.sum(t.c.leads))
-            .where(_in_buckets(t, days, "w"))
+            .where(_in_buckets(t, days, "w"), *only)
             .group_by(t.c.bucket, t.c.minutes)
         ).all()
         by_person = db.session.execute(
             sa.select(u.c.contact_by, u.c.minutes, sa.func.sum(u.c.leads))
-            .where(_in_buckets(u, days, "m"))
+            .where(_in_buckets(u, days, "m"), u.c.minutes >= 0, *only)
             .group_by(u.c.contact_by, u.c.minutes)
         ).all()
         return (  # a bin that went back to 0 leads is still a row: leave it out

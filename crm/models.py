@@ -751,6 +751,7 @@ class RollupLeadFacts(db.Model):  # type: ignore[name-defined,misc]
     practice_id: Mapped[int]
     reached: Mapped[int] = mapped_column(sa.SmallInteger)
     tags: Mapped[str] = mapped_column(sa.Text)  # active tag codes, sorted, comma-separated
+    owner_id: Mapped[int] = mapped_column(server_default="0")  # the lead's owner (0: none)
     contact_by: Mapped[int]  # who made the first contact (0: nobody known)
     speed_minutes: Mapped[Optional[int]]  # whole business minutes to first contact; NULL: waiting
     moves: Mapped[list[list[Any]]] = mapped_column(sa.JSON)  # [[day, actor, moves, conversions]]
@@ -794,3 +795,21 @@ rollup_calls = _rollup(
     ["calls", "inbound", "missed", "callbacks", "callbacks_on_time"],
 )
 rollup_staff = _rollup("rollup_staff", [_key("user_id", sa.Integer)], ["contacts", "moves", "conversions"])
+# The lead roll-ups again under one dashboard filter each (``filter``: "s:<source>",
+# "c:<campaign>", "o:<owner id>" or "t:<tag>"): conversion rows by ``kind`` (source, campaign,
+# tag, landing, practice) and ``value``, and the speed histogram by who made the first contact.
+rollup_filter_leads = _rollup(
+    "rollup_filter_leads",
+    [
+        _key("filter", sa.String(130)),
+        _key("kind", sa.String(10)),
+        _key("value", sa.String(500)),
+        _key("reached", sa.SmallInteger),
+    ],
+    ["leads"],
+)
+rollup_filter_speed = _rollup(
+    "rollup_filter_speed",
+    [_key("filter", sa.String(130)), _key("contact_by", sa.Integer), _key("minutes", sa.Integer)],
+    ["leads"],
+)

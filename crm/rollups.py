@@ -27,6 +27,12 @@ day, or the Monday of its week (``w``), or the first of its month (``m``); "none
 - ``rollup_staff`` (d, m): per staff member and day, contacts (answered calls they handled,
   by call day), stage moves they made and moves to surgery scheduled (by move day, counted
   leads only).
+- ``rollup_filter_leads`` (d, m) and ``rollup_filter_speed`` (d, w, m): the lead roll-ups again
+  under each single dashboard filter a lead passes (``filter_keys``: its source, campaign,
+  owner and each active tag), so a filtered dashboard reads counts too: conversion rows by
+  ``kind`` (source, campaign, tag, landing, practice) and ``value``, and the speed histogram
+  by who made the first contact (0 and ``minutes=-1`` for a lead not yet contacted). A lead
+  with a campaign, an owner and three tags adds to seven filters.
 - ``rollup_lead_facts``: one row per lead, what it adds to the lead roll-ups, so that a
   change takes the old contribution back and adds the new one.
 
@@ -76,6 +82,8 @@ from crm.models import (
     StageChange,
     Task,
     rollup_calls,
+    rollup_filter_leads,
+    rollup_filter_speed,
     rollup_lead_origins,
     rollup_lead_tags,
     rollup_leads,
@@ -93,6 +101,8 @@ GRAINS: dict[str, tuple[str, ...]] = {
     "rollup_speed_staff": ("d", "m"),
     "rollup_calls": ("d", "m"),
     "rollup_staff": ("d", "m"),
+    "rollup_filter_leads": ("d", "m"),
+    "rollup_filter_speed": ("d", "w", "m"),
 }
 TABLES = {
     t.name: t
@@ -104,6 +114,8 @@ TABLES = {
         rollup_speed_staff,
         rollup_calls,
         rollup_staff,
+        rollup_filter_leads,
+        rollup_filter_speed,
     )
 }
 WATCHED = {"leads", "stage_changes", "lead_tags", "calls", "tasks"}
@@ -177,6 +189,7 @@ def _facts_batch(ids: list[int] | None, cal: BusinessCalendar) -> dict[int, dict
             Lead.merged_into_id,
             Lead.not_a_patient,
             Lead.first_contact_at,
+            Lead.owner_id,
         ).where(in_ids(Lead.id))
     ).all()
     history: dict[int, int] = {}
@@ -228,6 +241,7 @@ def _facts_batch(ids: list[int] | None, cal: BusinessCalendar) -> dict[int, dict
             "practice_id": r.referring_practice_id or 0,
             "reached": reached,
             "tags": ",".join(sorted(tags.get(r.id, []))),
+            "owner_id": r.owner_id or 0,
             "contact_by": contact_by if speed is not None else 0,
             "speed_minutes": speed,
             "moves": sorted(
@@ -245,7 +259,8 @@ def contributions(fact: dict[str, Any]) -> Iterator[Contribution]:
     if isinstance(day, str):
         day = date.fromisoformat(day)
     yield "rollup_leads", day, (fact["source"], fact["campaign"], reached), (1,)
-    for tag in filter(None, fact["tags"].split(",")):
+    tags = [tag for tag in fact["tags"].split(",") if tag]
+    for tag in tags:
         yield "rollup_lead_tags", day, (tag, reached), (1,)
     if fact["landing_page"]:
         yield "rollup_lead_origins", day, ("landing", fact["landing_page"], reached), (1,)
@@ -257,6 +272,31 @@ def contributions(fact: dict[str, Any]) -> Iterator[Contribution]:
         yield "rollup_speed_staff", day, (fact["contact_by"], minutes), (1,)
     for move_day, actor, n, conversions in fact["moves"]:
         yield "rollup_staff", date.fromisoformat(move_day), (actor,), (0, n, conversions)
+    groups = [("source", fact["source"]), ("campaign", fact["campaign"])]
+    groups += [("tag", tag) for tag in tags]
+    if fact["landing_page"]:
+        groups.append(("landing", fact["landing_page"]))
+    if fact["practice_id"]:
+        groups.append(("practice", str(fact["practice_id"])))
+    for key in filter_keys(fact["source"], fact["campaign"], fact["owner_id"], tags):
+        for kind, value in groups:
+            yield "rollup_filter_leads", day, (key, kind, value, reached), (1,)
+        yield "rollup_filter_speed", day, (key, fact["contact_by"] if minutes >= 0 else 0, minutes), (1,)
+
+
+def filter_key(kind: str, value: str | int) -> str:
+    """Name one dashboard filter in the ``rollup_filter_*`` tables (kind: source, campaign, owner, tag)."""
+    return f"{kind[0]}:{value}"
+
+
+def filter_keys(source: str, campaign: str, owner_id: int, tags: list[str]) -> list[str]:
+    """Every single filter a lead passes (its source, campaign, owner and each active tag)."""
+    keys = [filter_key("source", source)]
+    if campaign:
+        keys.append(filter_key("campaign", campaign))
+    if owner_id:
+        keys.append(filter_key("owner", owner_id))
+    return keys + [filter_key("tag", tag) for tag in tags]
 
 
 def _old_facts(ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -530,6 +570,7 @@ LEAD_FACTS = (
     "merged_into_id",
     "not_a_patient",
     "first_contact_at",
+    "owner_id",
 )
 _CHECK = "crm_rollups_calls"
 # An execution option: an INSERT on ``calls`` given it writes exactly the calls with these

@@ -26,6 +26,7 @@ from tests.conftest import utc
 
 LINES = {"+19724995457": "main", "+12145550100": "google-ads"}
 START = utc(2026, 3, 2, 14, 0)  # Monday 8:00 in Chicago, a week before the clocks go forward
+KINDS = ("source", "campaign", "owner_id", "tag")
 MOVES = ("contacted", "conservative_care", "evaluation", "surgical_review", "closed")
 
 
@@ -51,18 +52,35 @@ def local_period(first_day: datetime, days: int) -> metrics.Period:
     )
 
 
-def every_metric(period: metrics.Period) -> dict[str, Any]:
+def dashboard_filters(owner_ids: list[int]) -> list[metrics.Filters]:
+    """Each filter a manager can set alone (the roll-ups answer them), and some combinations."""
+    return [
+        metrics.Filters(source="phone"),
+        metrics.Filters(source="web_form"),
+        metrics.Filters(campaign="spring"),
+        metrics.Filters(campaign="=cmd"),
+        *(metrics.Filters(owner_id=owner_id) for owner_id in owner_ids),
+        metrics.Filters(tag="region:lower"),
+        metrics.Filters(tag="condition:stenosis"),
+        metrics.Filters(source="phone", campaign="spring"),
+        metrics.Filters(source="web_form", tag="region:lower"),
+        metrics.Filters(source="phone", owner_id=owner_ids[0]),
+    ]
+
+
+def every_metric(period: metrics.Period, filters: list[metrics.Filters]) -> dict[str, Any]:
     db.session.expire_all()
-    funnel, sources = metrics.funnel_and_sources(period)
-    return {
-        "funnel": funnel,
-        "sources": sources,
-        "by_source_filter": metrics.funnel_and_sources(period, metrics.Filters(source="phone"))[0],
-        **{by: metrics.conversion_by(by, period) for by in metrics.BY_COLUMNS},
+    out: dict[str, Any] = {
         "calls": metrics.calls(period),
         "staff": metrics.staff(period),
-        "speed": metrics.speed_to_lead(period),
     }
+    for f in [metrics.NO_FILTERS, *filters]:
+        funnel, sources = metrics.funnel_and_sources(period, f)
+        out[f"funnel {f}"] = funnel
+        out[f"sources {f}"] = sources
+        out[f"speed {f}"] = metrics.speed_to_lead(period, f)
+        out.update({f"{by} {f}": metrics.conversion_by(by, period, f) for by in metrics.BY_COLUMNS})
+    return out
 
 
 def random_writes(rng: random.Random, staff: list[Any], n: int) -> None:
@@ -85,6 +103,7 @@ def random_writes(rng: random.Random, staff: list[Any], n: int) -> None:
                 "tag",
                 "merge",
                 "nap",
+                "owner",
                 "owner",
             ]
         )
@@ -193,17 +212,24 @@ def test_roll_ups_equal_the_raw_queries_after_random_writes(app, make_user, seed
 
     kept = snapshot()
     assert kept["rollup_leads"] and kept["rollup_calls"] and kept["rollup_staff"]
+    assert {row[2][0] for row in kept["rollup_filter_leads"]} == {"s", "c", "o", "t"}
     rollups.rebuild()
     assert snapshot() == kept
     db.session.rollback()
 
+    filters = dashboard_filters([s.id for s in staff])
+    matched: set[str] = set()
     for period in (local_period(START, 7), local_period(START - timedelta(days=3), 40)):
-        from_rollups = every_metric(period)
+        from_rollups = every_metric(period, filters)
         monkeypatch.setattr(metrics, "USE_ROLLUPS", False)
-        raw = every_metric(period)
+        raw = every_metric(period, filters)
         monkeypatch.setattr(metrics, "USE_ROLLUPS", True)
         for key in raw:
             assert (key, from_rollups[key]) == (key, raw[key])
+        matched |= {
+            kind for f in filters for kind in KINDS if getattr(f, kind) and raw[f"funnel {f}"][0]["leads"]
+        }
+    assert matched == set(KINDS)  # each kind of filter was compared on leads, not on empty charts
 
 
 def test_a_failed_transaction_leaves_the_roll_ups_as_they_were(app, make_lead):
