@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from crm import create_app
 from crm.extensions import db
-from crm.models import Call, Lead
+from crm.models import Call, Lead, LeadTag
 from crm.seed import DEMO_LOGINS
 
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
@@ -71,7 +71,24 @@ def sample(app: Flask) -> dict[str, Any]:
             .order_by(Call.id.desc())
             .limit(1000)
         ).all()
+        # The dashboard's owner and tag filters: the owner with the most leads, the commonest tag.
+        owner = db.session.scalar(
+            sa.select(Lead.owner_id)
+            .where(Lead.owner_id.is_not(None))
+            .group_by(Lead.owner_id)
+            .order_by(sa.func.count().desc())
+            .limit(1)
+        )
+        tag = db.session.scalar(
+            sa.select(LeadTag.code)
+            .where(LeadTag.state == "active")
+            .group_by(LeadTag.code)
+            .order_by(sa.func.count().desc())
+            .limit(1)
+        )
         return {
+            "owner": owner or "",
+            "tag": tag or "",
             "lead": lead.id,
             "name": lead.last_name.split()[0],
             "phone": lead.phone,

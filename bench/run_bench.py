@@ -433,6 +433,31 @@ def pages_for(ids: dict[str, Any], today: date) -> list[Page]:
         Page("surgeon", "referral queue", "/referrals", "queue"),
         Page("manager", "dashboard (30 days)", "/dashboard", "dashboard"),
         Page("manager", "dashboard (12 months)", "/dashboard?range=12m", "dashboard"),
+        Page("manager", "dashboard (30 days, source filter)", "/dashboard?source=web_form", "dashboard"),
+        Page(
+            "manager",
+            "dashboard (12 months, source filter)",
+            "/dashboard?range=12m&source=web_form",
+            "dashboard",
+        ),
+        Page(
+            "manager",
+            "dashboard (12 months, campaign filter)",
+            "/dashboard?range=12m&campaign=google-ads",
+            "dashboard",
+        ),
+        Page(
+            "manager",
+            "dashboard (12 months, owner filter)",
+            f"/dashboard?range=12m&owner={ids['owner']}",
+            "dashboard",
+        ),
+        Page(
+            "manager",
+            "dashboard (12 months, tag filter)",
+            f"/dashboard?range=12m&tag={ids['tag']}",
+            "dashboard",
+        ),
     ]
 
 

@@ -102,7 +102,13 @@ def _counted() -> sa.ColumnElement[bool]:
     return sa.and_(Lead.merged_into_id.is_(None), Lead.not_a_patient.is_(False))
 
 
-def _filtered(filters: Filters) -> list[sa.ColumnElement[bool]]:
+def _filtered(filters: Filters, *, walked: bool = False) -> list[sa.ColumnElement[bool]]:
+    """The filters as conditions on ``Lead``.
+
+    ``walked``: the query walks leads by an index of its own (stage aging, oldest first), so
+    the tag is checked per lead (``EXISTS``) rather than as a list of the tag's leads, which
+    SQLite otherwise reads whole and looks each one up.
+    """
     where: list[sa.ColumnElement[bool]] = [_counted()]
     if filters.source:
         where.append(Lead.source == filters.source)
@@ -110,7 +116,13 @@ def _filtered(filters: Filters) -> list[sa.ColumnElement[bool]]:
         where.append(Lead.campaign == filters.campaign)
     if filters.owner_id:
         where.append(Lead.owner_id == filters.owner_id)
-    if filters.tag:
+    if filters.tag and walked:
+        where.append(
+            sa.exists().where(
+                LeadTag.lead_id == Lead.id, LeadTag.code == filters.tag, LeadTag.state == "active"
+            )
+        )
+    elif filters.tag:
         where.append(
             Lead.id.in_(
                 sa.select(LeadTag.lead_id).where(LeadTag.code == filters.tag, LeadTag.state == "active")
@@ -150,10 +162,15 @@ def _in_buckets(table: sa.Table, days: tuple[date, date], coarse: str) -> sa.Col
         cursor = _next_bucket(cursor, coarse)
     if not whole:
         return sa.and_(table.c.grain == "d", table.c.bucket >= first, table.c.bucket < end)
+    # The days at either end are listed, not ranged: with a key after ``bucket`` (a filter)
+    # each is one index seek, where a range read every filter's rows of those days.
+    edges = [first + timedelta(days=i) for i in range((lo - first).days)]
+    edges += [cursor + timedelta(days=i) for i in range((end - cursor).days)]
+    if not edges:
+        return sa.and_(table.c.grain == coarse, table.c.bucket.in_(whole))
     return sa.or_(
         sa.and_(table.c.grain == coarse, table.c.bucket.in_(whole)),
-        sa.and_(table.c.grain == "d", table.c.bucket >= first, table.c.bucket < lo),
-        sa.and_(table.c.grain == "d", table.c.bucket >= cursor, table.c.bucket < end),
+        sa.and_(table.c.grain == "d", table.c.bucket.in_(edges)),
     )
 
 
@@ -656,7 +673,7 @@ def stage_aging(
         )
     )
     # ``stage IN (...)`` lets the (stage, created_at) index skip closed leads.
-    where = [Lead.stage.in_(sorted(limits)), stalled, *_filtered(filters)]
+    where = [Lead.stage.in_(sorted(limits)), stalled, *_filtered(filters, walked=True)]
     by_stage = dict(
         db.session.execute(sa.select(Lead.stage, sa.func.count()).where(*where).group_by(Lead.stage)).all()
     )
@@ -667,7 +684,11 @@ def stage_aging(
     parts = [
         sa.select(
             sa.select(*columns)
-            .where(Lead.stage == s, Lead.stage_entered_at < now - timedelta(days=d), *_filtered(filters))
+            .where(
+                Lead.stage == s,
+                Lead.stage_entered_at < now - timedelta(days=d),
+                *_filtered(filters, walked=True),
+            )
             .order_by(Lead.stage_entered_at, Lead.id)
             .limit(skip + limit)
             .subquery()

@@ -297,6 +297,20 @@ def test_stage_aging_lists_stalled_open_leads_oldest_first(make_lead):
     assert result["by_stage"] == {"contacted": 1, "new": 1}
 
 
+def test_stage_aging_under_a_tag_filter_counts_and_lists_only_leads_with_the_tag_active(make_lead):
+    now = utc(2026, 3, 20, 12, 0)
+    tagged = make_lead(stage="contacted", stage_entered_at=now - timedelta(days=10), tags=["region:lower"])
+    make_lead(stage="contacted", stage_entered_at=now - timedelta(days=12), tags=["region:upper"])
+    removed = make_lead(stage="new", stage_entered_at=now - timedelta(days=4), tags=["region:lower"])
+    removed.tags[0].state = "removed"
+    db.session.commit()
+
+    result = metrics.stage_aging(metrics.Filters(tag="region:lower"), now=now)
+
+    assert [r["id"] for r in result["leads"]] == [tagged.id]
+    assert result["by_stage"] == {"contacted": 1}
+
+
 def test_a_surgeons_own_numbers(make_user, make_lead):
     me, other, desk = make_user("surgeon"), make_user("surgeon"), make_user("front_desk")
     accepted, declined, waiting = (make_lead(surgeon_id=me.id) for _ in range(3))
