@@ -502,7 +502,7 @@ def run(db: str, data: str, where: Where, args: argparse.Namespace) -> Run:
         env = server_env(url, instance)
         progress(db, f"copied in {copy_s:.1f} s; sampling ids")
         ids = in_app(env, "sample")
-        pages = pages_for(ids, datetime.now(UTC).date())
+        pages = [] if args.only == "webhook" else pages_for(ids, datetime.now(UTC).date())
         plan = build_callbacks(
             args.webhooks,
             token=TWILIO_TOKEN,
@@ -522,8 +522,9 @@ def run(db: str, data: str, where: Where, args: argparse.Namespace) -> Run:
                     page.path = follow_next(sessions[page.role], base, page.path.removeprefix("deep:"), 100)
                 results.append(measure(sessions[page.role], base, page, args.requests, args.page_time_limit))
             cpu_before = cpu_s()
-            progress(db, f"posting {args.forms} forms")
-            form_load, _ = post_forms(base, args.forms)
+            forms = 0 if args.only == "webhook" else args.forms
+            progress(db, f"posting {forms} forms")
+            form_load, _ = post_forms(base, forms)
             form = Result(Page("public", "public form post", "/request-appointment"), errors=form_load.errors)
             form.client_ms, form.server_ms, form.statements = (
                 form_load.client_ms,
@@ -559,9 +560,10 @@ def run(db: str, data: str, where: Where, args: argparse.Namespace) -> Run:
             ),
         }
         floor_pages = [{"name": r.page.name, "role": r.page.role, "path": r.page.path} for r in results]
-        floor_pages.append(
-            {"name": form.page.name, "role": "public", "method": "FORM", "path": form.page.path}
-        )
+        if args.only != "webhook":
+            floor_pages.append(
+                {"name": form.page.name, "role": "public", "method": "FORM", "path": form.page.path}
+            )
         floor_pages.append(
             {
                 "name": "webhook",
@@ -650,7 +652,8 @@ def table(run: Run, args: argparse.Namespace) -> str:
         f"{fmt(pct(w.server_ms, 95))} / {fmt(pct(w.server_ms, 99))} ms; client p50 / p95 / p99 "
         f"(with queueing at {args.concurrency} connections): "
         f"{fmt(statistics.median(w.client_ms) if w.client_ms else None)} / {fmt(pct(w.client_ms, 95))} / "
-        f"{fmt(pct(w.client_ms, 99))} ms; SQL statements per callback: {statements_text(w.statements)}; "
+        f"{fmt(pct(w.client_ms, 99))} ms; SQL statements per callback: {statements_text(w.statements)}"
+        f" (mean {fmt(statistics.mean(w.statements) if w.statements else None)}); "
         f"SQL floor of one new call: {fmt(floor.get('floor_ms'), 2)} ms.",
         f"- Client CPU: {run.webhook_cpu_s:.2f} s for the whole webhook run "
         f"({run.webhook_cpu_s * 1000 / max(len(w.client_ms), 1):.2f} ms per callback).",
@@ -735,6 +738,9 @@ def main() -> int:
     parser.add_argument("--page-time-limit", type=float, default=20.0, help="seconds one page may take")
     parser.add_argument("--forms", type=int, default=50, help="public form posts")
     parser.add_argument("--webhooks", type=int, default=3000, help="Twilio callbacks to send")
+    parser.add_argument(
+        "--only", choices=["webhook"], help="measure only this part (webhook: no pages, no form posts)"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="webhook connections at once")
     parser.add_argument("--time-limit", type=float, default=30.0, help="seconds the webhook run may take")
     parser.add_argument("--floor-repeats", type=int, default=20, help="replays per page for the SQL floor")

@@ -765,9 +765,12 @@ def _upsert_call(values: dict[str, Any]) -> Call:
     from the statement itself (``RETURNING``), not from a second read.
     """
     db.session.flush()
-    stmt = _call_upsert("postgresql" if _is_postgres() else "sqlite")
+    dialect = "postgresql" if _is_postgres() else "sqlite"
     options = {rollups.SIDS_OPTION: (values["call_sid"],), "populate_existing": True}
-    return db.session.scalars(stmt, values, execution_options=options).one()
+    call, *inserted = db.session.execute(_call_upsert(dialect), values, execution_options=options).one()
+    if inserted and inserted[0]:
+        rollups.note_created_call(db.session(), values["call_sid"])
+    return call
 
 
 @cache
@@ -810,7 +813,11 @@ def _call_upsert(dialect: str) -> Any:
             "answered": sa.or_(old.answered, new.answered),
             "updated_at": new.updated_at,
         },
-    ).returning(Call)
+    ).returning(
+        Call,
+        # PostgreSQL: whether this statement inserted the row (so the roll-ups add its own cell).
+        *([sa.literal_column("(xmax = 0)").label("inserted")] if dialect == "postgresql" else []),
+    )
 
 
 def _call_values(

@@ -46,9 +46,10 @@ the session (for an UPDATE or DELETE the rows its ``WHERE`` matches are read fir
 lead ids, call SIDs and start times are read from its parameters). A call upserted by its
 SID (a status callback) is read before the upsert and again at the commit, and marks its lead
 and day only when a column the roll-ups read differs (it covers the ORM's later changes to
-that call too); likewise a dirty ORM call or lead marks only when such a column changed. On
-SQLite (one writer at a time) a call the transaction created, with no call-back task, adds
-its own cell instead of recounting its day. Just before the commit,
+that call too); likewise a dirty ORM call or lead marks only when such a column changed. A
+call the transaction created, with no call-back task, adds its own cell instead of
+recounting its day (SQLite: one writer at a time; PostgreSQL: the upsert's ``xmax = 0`` says
+it inserted the row, and the day's lock is taken shared). Just before the commit,
 each touched lead's facts are computed again from the raw tables and each touched call day
 is counted again, and the differences are added to the aggregates — all in the committing
 transaction. Writes that bypass the session (the seed's driver-level bulk load) end with
@@ -441,21 +442,29 @@ def _write(total: dict[tuple[str, str, date, tuple[Any, ...]], list[int]], *, fr
 DAY_LOCK, LEAD_LOCK = 1 << 40, 2 << 40  # advisory lock key spaces: a call day, a lead
 
 
-def _serialize(ids: list[int], days: list[date]) -> None:
+def _serialize(ids: list[int], days: list[date], added_days: Iterable[date] = ()) -> None:
     """On PostgreSQL, hold a lock on each touched call day and lead until this transaction ends.
 
     ``refresh`` reads the stored aggregate and recounts the raw rows in two statements; under
     READ COMMITTED another writer of the same day could commit between them, and its call
     would be counted twice. With the lock, the second writer reads and recounts only after the
-    first has committed. Keys are taken in one sorted order (days, then leads), so two writers
-    cannot deadlock on them. SQLite needs nothing: ``BEGIN IMMEDIATE`` already serialises writers.
+    first has committed. A day that only gets a new call's own cell added (``added_days``)
+    takes the lock shared: such additions commute with each other, but not with a recount
+    (its call would be missing from the recount's raw rows yet in its stored read, or the other
+    way round). Keys are taken in one sorted order (days, then leads), so two writers cannot
+    deadlock on them. SQLite needs nothing: ``BEGIN IMMEDIATE`` already serialises writers.
     """
     if db.session.get_bind().dialect.name != "postgresql":
         return
     keys = [DAY_LOCK + day.toordinal() for day in days] + [LEAD_LOCK + i for i in ids]
+    shared = sorted({DAY_LOCK + day.toordinal() for day in added_days} - set(keys))
     db.session.execute(
-        sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k"),
-        {"keys": keys},
+        sa.text(
+            "SELECT CASE WHEN k = ANY(CAST(:shared AS bigint[])) THEN pg_advisory_xact_lock_shared(k)"
+            " ELSE pg_advisory_xact_lock(k) END"
+            " FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k"
+        ),
+        {"keys": sorted(set(keys) | set(shared)), "shared": shared},
     )
 
 
@@ -472,7 +481,7 @@ def refresh(
     ids, days, extra = sorted(set(lead_ids)), sorted(set(call_days)), list(extra)
     if not ids and not days and not extra:
         return
-    _serialize(ids, days)
+    _serialize(ids, days, (day for _table, day, _key, _values in extra))
     cal = cal or load_calendar()
     total: dict[tuple[str, str, date, tuple[Any, ...]], list[int]] = {}
     if ids:
@@ -573,6 +582,7 @@ LEAD_FACTS = (
     "owner_id",
 )
 _CHECK = "crm_rollups_calls"
+_CREATED = "crm_rollups_created_calls"
 # An execution option: an INSERT on ``calls`` given it writes exactly the calls with these
 # SIDs (an upsert); the hooks then read them before it runs without compiling it to find them.
 SIDS_OPTION = "crm_rollups_call_sids"
@@ -719,12 +729,23 @@ def _note_upserted(session: Session, sids: list[str]) -> None:
     if not fresh:
         return
     checks.update(dict.fromkeys(fresh))
-    for sid, *values in session.execute(
-        sa.select(Call.call_sid, *(Call.__table__.c[c] for c in CALL_FACTS))
-        .where(Call.call_sid.in_(fresh))
-        .with_for_update()  # PostgreSQL: a concurrent upsert of the call commits first
-    ):
+    for sid, _call_id, *values in session.execute(_call_rows(locked=True), {"sids": fresh}):
         checks[sid] = tuple(values)
+
+
+@cache
+def _call_rows(*, locked: bool) -> Any:
+    """Read calls' roll-up columns by SID, their id first (built once; the SIDs are bound)."""
+    stmt = sa.select(Call.call_sid, Call.id, *(Call.__table__.c[c] for c in CALL_FACTS)).where(
+        Call.call_sid.in_(sa.bindparam("sids", expanding=True))
+    )
+    # PostgreSQL: a concurrent upsert of the call commits first.
+    return stmt.with_for_update() if locked else stmt
+
+
+def note_created_call(session: Session, sid: str) -> None:
+    """Say that this transaction's upsert inserted the call ``sid`` (PostgreSQL's ``xmax = 0``)."""
+    session.info.setdefault(_CREATED, set()).add(sid)
 
 
 def _check_calls(
@@ -732,20 +753,19 @@ def _check_calls(
 ) -> list[tuple[int, tuple[Any, ...]]]:
     """Mark the upserted calls whose roll-up columns differ from before the transaction.
 
-    On SQLite (``BEGIN IMMEDIATE``: no other writer between the two reads) a call this
-    transaction created, and whose call-back task it did not touch (``touched``), is returned
-    as (id, row) instead: its own contribution is added, and its day is not recounted.
+    A call this transaction created, and whose call-back task it did not touch (``touched``),
+    is returned as (id, row) instead: its own contribution is added, and its day is not
+    recounted. On SQLite (``BEGIN IMMEDIATE``: no other writer between the two reads) "not
+    there before" says it was created; on PostgreSQL only the upsert itself can say so
+    (``note_created_call``), as another transaction may insert the same SID in between.
     """
     checks: dict[str, tuple[Any, ...] | None] = session.info.pop(_CHECK, {})
+    inserted: set[str] = session.info.pop(_CREATED, set())
     if not checks:
         return []
     after: dict[str, tuple[Any, ...] | None] = dict.fromkeys(checks)
     ids: dict[str, int] = {}
-    for sid, call_id, *values in session.execute(
-        sa.select(Call.call_sid, Call.id, *(Call.__table__.c[c] for c in CALL_FACTS)).where(
-            Call.call_sid.in_(sorted(checks))
-        )
-    ):
+    for sid, call_id, *values in session.execute(_call_rows(locked=False), {"sids": sorted(checks)}):
         after[sid], ids[sid] = tuple(values), call_id
     alone = session.get_bind().dialect.name == "sqlite"
     created: list[tuple[int, tuple[Any, ...]]] = []
@@ -757,7 +777,7 @@ def _check_calls(
             leads.update(part[0] for part in (_lead_part(before), _lead_part(row)) if part is not None)
         # Started, direction, local weekday and hour known: its own cell can be added.
         known = row is not None and None not in (row[1], row[2], row[6], row[7])
-        if alone and before is None and known and ids[sid] not in touched:
+        if (alone or sid in inserted) and before is None and known and ids[sid] not in touched:
             created.append((ids[sid], row))
             continue
         moments.update(r[1] for r in (before, row) if r is not None)
@@ -803,12 +823,14 @@ def _apply(session: Session) -> None:
     refresh(leads, days, cal, extra)
     session.info.pop(_KEY, None)  # the roll-up writes themselves mark nothing that matters
     session.info.pop(_CHECK, None)
+    session.info.pop(_CREATED, None)
 
 
 def _forget(session: Session, transaction: Any) -> None:
     if transaction.parent is None:
         session.info.pop(_KEY, None)
         session.info.pop(_CHECK, None)
+        session.info.pop(_CREATED, None)
 
 
 def install() -> None:

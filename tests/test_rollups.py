@@ -393,3 +393,50 @@ def test_an_unanswered_call_of_a_known_caller_leaves_the_lead_facts_alone(app, m
     rollups.rebuild()
     assert snapshot() == kept
     db.session.rollback()
+
+
+def test_a_new_unmissed_call_adds_its_own_cell_without_recounting_its_day(app):
+    """A new call (no call-back task) adds one to its hour's cell; its day's calls are not counted again.
+
+    On PostgreSQL the upsert itself says it inserted the row (another transaction may insert
+    the same SID between the read before it and the upsert); on SQLite nothing else writes.
+    """
+    day = utc(2026, 3, 10, 15)
+    for n, status in enumerate(["completed", "no-answer"]):  # the day already holds calls
+        event = CallEventIn(
+            call_sid=f"CA{n:032d}",
+            from_number=f"+197255501{n:02d}",
+            to_number="+19724995457",
+            direction="inbound",
+            status=status,
+            started_at=day + timedelta(minutes=n),
+        )
+        receive_call_event(event, lines=LINES, now=day)
+        db.session.commit()
+    statements: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event = CallEventIn(
+        call_sid="CA" + "8" * 32,
+        from_number="+19725550188",
+        to_number="+19724995457",
+        direction="inbound",
+        status="completed",
+        started_at=day + timedelta(minutes=5),
+    )
+    sa.event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        receive_call_event(event, lines=LINES, now=day)
+        db.session.commit()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", note)
+    assert any(s.startswith("INSERT INTO rollup_calls") for s in statements)
+    assert not any("count(*)" in s and "FROM calls" in s for s in statements)  # no recount of the day
+    kept = snapshot()
+    calls = rollups.TABLES["rollup_calls"]
+    assert db.session.scalar(sa.select(sa.func.sum(calls.c.calls)).where(calls.c.grain == "d")) == 3
+    rollups.rebuild()
+    assert snapshot() == kept
+    db.session.rollback()
