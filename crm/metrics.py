@@ -19,8 +19,9 @@ filters are ones a roll-up table is keyed by, a function reads the roll-ups of
 ``crm.rollups`` (the same numbers, pre-grouped and kept in step with every write) instead of
 the raw tables: whole months (or weeks) from the coarse rows, the days at either end from
 the day rows. Source and campaign (together too) are keys of ``rollup_leads``; any one filter
-alone is a key of ``rollup_filter_leads`` / ``rollup_filter_speed``; other combinations run
-the raw queries. Otherwise it runs the raw query. ``tests/test_rollups.py`` checks both agree.
+alone is a key of ``rollup_filter_leads`` / ``rollup_filter_speed``; several filters are
+matched on ``rollup_lead_facts`` (one row per lead, no join to the raw tables). Otherwise
+it runs the raw query. ``tests/test_rollups.py`` checks both agree.
 """
 
 from __future__ import annotations
@@ -224,28 +225,62 @@ def _single_filter(filters: Filters) -> str | None:
     return named[0] if len(named) == 1 else None
 
 
-def _filter_rollup_rows(days: tuple[date, date], key: str) -> list[tuple[str, str, int, int]]:
-    """``(kind, value, reached, leads)`` of the cohort under one filter, from ``rollup_filter_leads``.
+def _kind_rows(days: tuple[date, date], filters: Filters) -> list[tuple[str, str, int, int]]:
+    """``(kind, value, reached, leads)`` of a filtered cohort: the funnel and every conversion chart.
 
-    The funnel and every conversion chart read this one grouped answer (kept on ``g`` for the
-    request, as ``_lead_rollup_rows``).
+    One filter is a key of ``rollup_filter_leads``; several are matched on the lead facts
+    (one row per lead, what ``crm.rollups.contributions`` adds up), grouped here the same
+    way. Kept on ``g`` for the request, as ``_lead_rollup_rows``.
     """
-    cache_key = ("metrics_filter_rollup", days, key)
+    cache_key = ("metrics_kind_rows", days, filters)
     if has_request_context() and cache_key in g.setdefault("metrics_cache", {}):
         cached: list[tuple[str, str, int, int]] = g.metrics_cache[cache_key]
         return cached
-    t = rollup_filter_leads
-    rows = [
-        (kind, value, int(r), int(n))
-        for kind, value, r, n in db.session.execute(
-            sa.select(t.c.kind, t.c.value, t.c.reached, sa.func.sum(t.c.leads))
-            .where(_in_buckets(t, days, "m"), t.c.filter == key)
-            .group_by(t.c.kind, t.c.value, t.c.reached)
-        )
-    ]
+    key = _single_filter(filters)
+    rows: list[tuple[str, str, int, int]]
+    if key:
+        t = rollup_filter_leads
+        rows = [
+            (kind, value, int(r), int(n))
+            for kind, value, r, n in db.session.execute(
+                sa.select(t.c.kind, t.c.value, t.c.reached, sa.func.sum(t.c.leads))
+                .where(_in_buckets(t, days, "m"), t.c.filter == key)
+                .group_by(t.c.kind, t.c.value, t.c.reached)
+            )
+        ]
+    else:
+        f = RollupLeadFacts
+        counts: dict[tuple[str, str, int], int] = defaultdict(int)
+        for source, campaign, landing, practice, tags, reached, n in db.session.execute(
+            sa.select(f.source, f.campaign, f.landing_page, f.practice_id, f.tags, f.reached, sa.func.count())
+            .where(*_facts_cohort(days, filters))
+            .group_by(f.source, f.campaign, f.landing_page, f.practice_id, f.tags, f.reached)
+        ):
+            groups = [("source", source), ("campaign", campaign)]
+            groups += [("tag", tag) for tag in tags.split(",") if tag]
+            groups += [("landing", landing)] if landing else []
+            groups += [("practice", str(practice))] if practice else []
+            for kind, value in groups:
+                counts[kind, value, int(reached)] += int(n)
+        rows = [(kind, value, r, n) for (kind, value, r), n in counts.items()]
     if has_request_context():
         g.metrics_cache[cache_key] = rows
     return rows
+
+
+def _facts_cohort(days: tuple[date, date], filters: Filters) -> list[sa.ColumnElement[bool]]:
+    """The filtered cohort as conditions on the lead facts (``crm.rollups``' copy of each lead)."""
+    f = RollupLeadFacts
+    where = [f.counted.is_(True), f.day >= days[0], f.day < days[1]]
+    if filters.source:
+        where.append(f.source == filters.source)
+    if filters.campaign:
+        where.append(f.campaign == filters.campaign)
+    if filters.owner_id:
+        where.append(f.owner_id == filters.owner_id)
+    if filters.tag:  # ``tags`` is the sorted, comma-separated list of active tags
+        where.append((sa.literal(",") + f.tags + ",").contains(f",{filters.tag},", autoescape=True))
+    return where
 
 
 def _reach_counts(rows: list[Any]) -> dict[Any, list[int]]:
@@ -301,12 +336,11 @@ def funnel_and_sources(
     funnel is their sum, so both charts cost one query.
     """
     days = _local_days(period)
-    key = _single_filter(filters)
     if days and not filters.tag and not filters.owner_id:
         counted = _reach_counts([(src, r, n) for src, _c, r, n in _lead_rollup_rows(days, filters)])
         groups: list[Any] = [(g, *c) for g, c in counted.items() if c[0]]
-    elif days and key:
-        rows_ = [(v, r, n) for k, v, r, n in _filter_rollup_rows(days, key) if k == "source"]
+    elif days:
+        rows_ = [(v, r, n) for k, v, r, n in _kind_rows(days, filters) if k == "source"]
         groups = [(g, *c) for g, c in _reach_counts(rows_).items() if c[0]]
     else:
         rows = _reach_rows(period, filters, Lead.source.label("group"))
@@ -416,13 +450,10 @@ def _conversion_from_rollups(by: str, period: Period, filters: Filters) -> list[
     if by == "campaign" and not filters.tag and not filters.owner_id:
         rows = [(c or "(none)", r, n) for _s, c, r, n in _lead_rollup_rows(days, filters)]
     elif filters != NO_FILTERS:
-        key = _single_filter(filters)
-        if key is None:
-            return None
         kind = KINDS[by]
         rows = [
             (v or "(none)" if by == "campaign" else v, r, n)
-            for k, v, r, n in _filter_rollup_rows(days, key)
+            for k, v, r, n in _kind_rows(days, filters)
             if k == kind
         ]
     else:
@@ -524,12 +555,12 @@ def _speed_histograms(
         )
     f = RollupLeadFacts
     minutes = sa.func.coalesce(f.speed_minutes, -1)
-    rows = db.session.execute(
-        sa.select(f.day, f.contact_by, minutes, sa.func.count())
-        .join(Lead, Lead.id == f.lead_id)
-        .where(*_cohort(period, filters))
-        .group_by(f.day, f.contact_by, minutes)
-    ).all()
+    select = sa.select(f.day, f.contact_by, minutes, sa.func.count())
+    if days:  # several filters: matched on the lead facts alone
+        select = select.where(*_facts_cohort(days, filters))
+    else:
+        select = select.join(Lead, Lead.id == f.lead_id).where(*_cohort(period, filters))
+    rows = db.session.execute(select.group_by(f.day, f.contact_by, minutes)).all()
     binned = [(d, int(c), speed_bin(int(m)) if m >= 0 else -1, int(n)) for d, c, m, n in rows]
     return [(d, m, n) for d, _c, m, n in binned], [(c, m, n) for _d, c, m, n in binned if m >= 0]
 
