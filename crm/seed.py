@@ -1878,7 +1878,7 @@ class _Seeder:
             conn.exec_driver_sql("ANALYZE")
         else:
             conn = db.session.connection()
-            conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+            # Whole tables, not a sample: a 1,000-row sample misjudges in_queue as selective.
             conn.exec_driver_sql("ANALYZE")
         db.session.commit()
 
