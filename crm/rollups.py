@@ -434,6 +434,11 @@ def _write(total: dict[tuple[str, str, date, tuple[Any, ...]], list[int]]) -> No
         )
     for name, batch in sorted(rows.items()):
         table = TABLES[name]
+        # Rows in key order: two transactions moving counts between the same cells in opposite
+        # directions (Ana's lead to Ben, Ben's to Ana) then lock them in the same order, so
+        # PostgreSQL never finds them waiting on each other (a deadlock, one request failing).
+        keys = [c.name for c in table.primary_key.columns]
+        batch.sort(key=lambda row: tuple(row[k] for k in keys))
         stmt = _upsert(table)
         for start in range(0, len(batch), 5000):
             db.session.execute(stmt, batch[start : start + 5000])

@@ -111,7 +111,9 @@ def run_migrations_online():
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
-            on_version_apply=[lambda **kw: applied.append(kw["step"].up_revision_id)],
+            on_version_apply=[
+                lambda **kw: kw["step"].is_upgrade and applied.append(kw["step"].up_revision_id)
+            ],
             **conf_args,
         )
 
@@ -133,6 +135,26 @@ def run_migrations_online():
                 # at 100,000 leads and 1,000,000 calls.
                 connection.exec_driver_sql("ANALYZE")
                 connection.commit()
+    refill_rollups(applied)
+
+
+def refill_rollups(applied: list[str]) -> None:
+    """Fill the dashboard's roll-ups again when an upgrade emptied them (``REBUILD_ROLLUPS``).
+
+    Done here, in the upgrade, so that no write can land on emptied roll-ups between the
+    upgrade and a separate rebuild (a write would then add its lead alone, and the dashboard
+    would show that partial count as real). About a minute at 100,000 leads.
+    """
+    script = context.script
+    if not any(getattr(script.get_revision(rev).module, "REBUILD_ROLLUPS", False) for rev in applied):
+        return
+    from crm import rollups
+    from crm.extensions import db
+
+    logger.info("Filling the dashboard's roll-ups from the existing data…")
+    rollups.rebuild()
+    db.session.commit()
+    db.session.remove()
 
 
 if context.is_offline_mode():

@@ -1,8 +1,8 @@
 """Dashboard roll-ups under one filter each (source, campaign, owner, tag); lead facts keep the owner.
 
-The lead facts gain a column, so every roll-up is emptied here and must be filled again:
-run `flask --app wsgi metrics rebuild` after upgrading (`flask --app wsgi demo` does it too when
-it finds them empty). Until then the dashboard shows no numbers, never wrong ones.
+The lead facts gain a column, so every roll-up is emptied here and filled again from the
+existing data at the end of the same `flask db upgrade` (``REBUILD_ROLLUPS``, read by
+migrations/env.py), before the app can write to them.
 
 Revision ID: filter_rollups
 Revises: metric_rollups
@@ -18,6 +18,8 @@ revision = 'filter_rollups'
 down_revision = 'metric_rollups'
 branch_labels = None
 depends_on = None
+
+REBUILD_ROLLUPS = True  # the upgrade empties them: migrations/env.py fills them again
 
 ROLLUPS = (
     'rollup_leads', 'rollup_lead_tags', 'rollup_lead_origins', 'rollup_speed', 'rollup_speed_staff',
