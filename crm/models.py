@@ -337,6 +337,13 @@ class Lead(db.Model):  # type: ignore[name-defined,misc]
         sa.Index("ix_leads_source_created", "source", "created_at"),
         sa.Index("ix_leads_campaign_created", "campaign", "created_at"),
         sa.Index("ix_leads_created_at", "created_at"),
+        # A wide queue filter's capped count ("500+ leads"): 501 index entries, read in the index.
+        # Without them PostgreSQL counts by a sequential scan whose start moves with every scan
+        # (synchronized scans): 0.7 ms one time, 20 ms another.
+        sa.Index("ix_leads_stage_queue", "stage", "in_queue"),
+        sa.Index("ix_leads_source_queue", "source", "in_queue"),
+        sa.Index("ix_leads_campaign_queue", "campaign", "in_queue"),
+        sa.Index("ix_leads_owner_queue", "owner_id", "in_queue"),
         # Referral queue: leads in review, by surgeon.
         sa.Index("ix_leads_surgeon_stage", "surgeon_id", "stage"),
         # Search: by phone (E.164), its last 7 and last 4 digits, and by email.
