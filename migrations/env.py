@@ -148,13 +148,20 @@ def refill_rollups(applied: list[str]) -> None:
     script = context.script
     if not any(getattr(script.get_revision(rev).module, "REBUILD_ROLLUPS", False) for rev in applied):
         return
+    import sqlalchemy as sa
+
     from crm import rollups
     from crm.extensions import db
+    from crm.models import Call, Lead
 
-    logger.info("Filling the dashboard's roll-ups from the existing data…")
-    rollups.rebuild()
-    db.session.commit()
-    db.session.remove()
+    try:
+        if not any(db.session.scalar(sa.select(sa.literal(1)).select_from(t).limit(1)) for t in (Lead, Call)):
+            return  # a new database: nothing to count (and no clinic settings to create yet)
+        logger.info("Filling the dashboard's roll-ups from the existing data…")
+        rollups.rebuild()
+        db.session.commit()
+    finally:
+        db.session.remove()  # hand the connection back: nothing may hold the database after an upgrade
 
 
 if context.is_offline_mode():
