@@ -27,7 +27,6 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from twilio.request_validator import RequestValidator
 
 from crm.extensions import db
 from crm.models import AppointmentRequest, Call, Lead, Task
+from tests.reliability.clients import callback
 from tests.servers import gunicorn_server
 
 PUBLIC_BASE_URL = "http://crm.load.test"
@@ -91,18 +91,7 @@ def _patient(n: int, phone: str) -> dict[str, Any]:
 
 
 def _callback(sid: str, caller: str, status: str, sequence: int, duration: int = 0) -> dict[str, str]:
-    return {
-        "AccountSid": "AC" + "0" * 32,
-        "CallSid": sid,
-        "From": caller,
-        "To": MAIN_LINE,
-        "Direction": "inbound",
-        "CallStatus": status,
-        "CallDuration": str(duration),
-        "SequenceNumber": str(sequence),
-        "Timestamp": format_datetime(datetime.now(UTC)),
-        "ApiVersion": "2010-04-01",
-    }
+    return callback(sid, caller, status, sequence, duration, at=datetime.now(UTC))
 
 
 def _jobs() -> tuple[list[tuple[str, dict[str, Any]]], dict[str, set[str]]]:

@@ -150,8 +150,14 @@ class PublicForm:
         self.http.close()
 
 
-def callback(sid: str, caller: str, status: str, sequence: int, duration: int = 0) -> dict[str, str]:
-    """Return a voice status callback as Twilio sends it (``Timestamp`` moves with the sequence)."""
+def callback(
+    sid: str, caller: str, status: str, sequence: int, duration: int = 0, *, at: datetime | None = None
+) -> dict[str, str]:
+    """Return a voice status callback as Twilio sends it.
+
+    ``Timestamp`` is ``at``, or else a moment that moves with the sequence.
+    """
+    moment = at or T0 + timedelta(seconds=10 * sequence + duration)
     return {
         "AccountSid": "AC" + "0" * 32,
         "CallSid": sid,
@@ -161,7 +167,7 @@ def callback(sid: str, caller: str, status: str, sequence: int, duration: int = 
         "CallStatus": status,
         "CallDuration": str(duration),
         "SequenceNumber": str(sequence),
-        "Timestamp": format_datetime(T0 + timedelta(seconds=10 * sequence + duration)),
+        "Timestamp": format_datetime(moment),
         "ApiVersion": "2010-04-01",
     }
 
