@@ -321,14 +321,26 @@ def day_range(day: date, cal: BusinessCalendar) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _call_counts() -> tuple[Any, ...]:
-    """The per-cell sums of ``rollup_calls``, over ``calls`` outer-joined to their call-back task."""
+def _call_counts(*, per_call: bool = False) -> tuple[Any, ...]:
+    """The per-cell sums of ``rollup_calls``, over ``calls`` outer-joined to their call-back task.
+
+    ``per_call``: for one day's few hundred calls, each missed call looks its task up by the
+    ``(call_id, kind)`` key instead (no join). Given the join, PostgreSQL's planner read all
+    200,000 tasks into a hash for 300 calls: 40 ms against 0.7 ms, inside every status
+    callback that changed a call. The rebuild, which counts every call, keeps the join.
+    """
     inbound = sa.case((Call.direction == "inbound", 1), else_=0)
     missed = sa.case((sa.and_(Call.direction == "inbound", Call.missed.is_(True)), 1), else_=0)
-    callback = sa.case((sa.and_(Call.missed.is_(True), Task.id.is_not(None)), 1), else_=0)
-    on_time = sa.case(
-        (sa.and_(Call.missed.is_(True), Task.done_at.is_not(None), Task.done_at <= Task.due_at), 1), else_=0
-    )
+    if per_call:
+        task = sa.and_(Task.call_id == Call.id, Task.kind == "callback")
+        has_task, done_in_time = sa.exists().where(task), sa.exists().where(task, Task.done_at <= Task.due_at)
+    else:
+        has_task, done_in_time = (
+            Task.id.is_not(None),
+            sa.and_(Task.done_at.is_not(None), Task.done_at <= Task.due_at),
+        )
+    callback = sa.case((sa.and_(Call.missed.is_(True), has_task), 1), else_=0)
+    on_time = sa.case((sa.and_(Call.missed.is_(True), done_in_time), 1), else_=0)
     return (
         sa.func.count(),
         sa.func.sum(inbound),
@@ -349,7 +361,8 @@ def _day_statements() -> tuple[Any, Any, Any, Any]:
     end = sa.bindparam("end", type_=Call.started_at.type)
     in_day = sa.and_(Call.started_at >= start, Call.started_at < end)
     counts = (
-        _with_tasks(sa.select(Call.local_weekday, Call.local_hour, *_call_counts()))
+        sa.select(Call.local_weekday, Call.local_hour, *_call_counts(per_call=True))
+        .select_from(Call)
         .where(in_day)
         .group_by(Call.local_weekday, Call.local_hour)
     )
