@@ -54,7 +54,13 @@ def queue() -> str:
         "referral_list", user_id=current_user.id, lead_ids=[lead.id for lead in leads], ip=client_ip()
     )
     html = render_template(
-        "referrals/queue.html", packets=packets, advice=RED_FLAG_ADVICE, total=total, page=page, pages=pages
+        "referrals/queue.html",
+        packets=packets,
+        blank=_blank_forms(),
+        advice=RED_FLAG_ADVICE,
+        total=total,
+        page=page,
+        pages=pages,
     )
     audit.commit_view()
     return html
@@ -242,12 +248,22 @@ def evidence_for(leads: list[Lead]) -> list[LeadEvidence]:
 
 
 def _packet(lead: Lead, evidence: LeadEvidence) -> dict[str, Any]:
-    """Gather what a surgeon decides on, with the forms of each decision."""
-    prefix = _prefix(lead.id)
+    """Gather what a surgeon decides on; ``prefix`` names the fields of its decision forms."""
+    return {"lead": lead, "evidence": evidence, "prefix": _prefix(lead.id) + "-"}
+
+
+# The decision forms are always shown empty (a refused decision comes back as a message), so
+# the page renders each form's fields once with this stand-in prefix and gives every packet a
+# copy with its own prefix: ten packets' fifty WTForms fields took 7 ms of the page's 22.
+BLANK_PREFIX = "rLEAD"
+BLANK_OWNER = "OWNER-NAME"  # stands for the packet owner's name in the "more info" hint
+
+
+def _blank_forms() -> dict[str, Any]:
     return {
-        "lead": lead,
-        "evidence": evidence,
-        "accept": AcceptForm(formdata=None, prefix=prefix),
-        "decline": DeclineForm(formdata=None, prefix=prefix),
-        "more_info": MoreInfoForm(formdata=None, prefix=prefix),
+        "prefix": BLANK_PREFIX + "-",
+        "owner": BLANK_OWNER,
+        "accept": AcceptForm(formdata=None, prefix=BLANK_PREFIX),
+        "decline": DeclineForm(formdata=None, prefix=BLANK_PREFIX),
+        "more_info": MoreInfoForm(formdata=None, prefix=BLANK_PREFIX),
     }

@@ -257,6 +257,23 @@ def test_the_print_view_holds_the_packet(client, login_as, referral):
     )
 
 
+def test_each_packet_has_decision_fields_of_its_own(client, login_as, referral, make_user):
+    """Labels point at their own packet's fields; the owner's name in the hint is escaped text."""
+    login_as("surgeon")
+    first = referral(owner=make_user("front_desk", name="Ana <b>Reyes</b>"))
+    second = referral(owner=make_user("front_desk", name="Ben Ortiz"))
+    html = queue_page(client)
+    for lead in (first, second):
+        p = f"r{lead.id}-"
+        for name in ("consult_at", "note", "outcome", "reason", "needed"):
+            assert html.count(f'name="{p}{name}"') == 1, name
+            assert html.count(f'for="{p}{name}"') == 1, name
+    assert "rLEAD" not in html and "OWNER-NAME" not in html
+    assert "A task for Ana &lt;b&gt;Reyes&lt;/b&gt;; the lead stays here." in html
+    assert "<b>Reyes" not in html
+    assert "A task for Ben Ortiz; the lead stays here." in html
+
+
 @pytest.mark.parametrize("action", ["accept", "decline", "more-info", "take"])
 def test_every_decision_form_refuses_a_post_without_its_csrf_token(client, login_as, referral, action):
     surgeon = login_as("surgeon")
