@@ -98,12 +98,14 @@ def engine_options(url: str) -> dict[str, Any]:
     # plan_cache_mode: psycopg prepares a statement run five times, and PostgreSQL then may
     # switch it to a generic plan, blind to the values: the queue's tag filter went from 2.4 ms
     # to 47 ms (median) at 100k leads that way. Each execution is planned for its own values.
+    # timezone=UTC: times come back in UTC whatever the server's default zone, already in the
+    # form ``UTCDateTime`` returns (no conversion per value: 100 queue rows carry 300 of them).
     return {
         "hide_parameters": True,
         "pool_pre_ping": True,
         "pool_size": 5,
         "max_overflow": 10,
-        "connect_args": {"options": "-c plan_cache_mode=force_custom_plan"},
+        "connect_args": {"options": "-c plan_cache_mode=force_custom_plan -c timezone=UTC"},
     }
 
 
