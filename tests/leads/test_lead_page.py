@@ -385,12 +385,23 @@ def test_the_lead_page_costs_the_same_with_3_or_30_calls_and_notes(
 ):
     login_as("front_desk")
     author = make_user("front_desk")
+    # The history names people, one of them no longer active: still no query per person.
+    gone = [make_user("front_desk", name=f"Former Colleague {i}", active=False) for i in range(min(size, 5))]
     lead = make_lead(tags=["region:lower", "history:failed_pt", "side:left"], owner_id=author.id)
     for i in range(size):
+        handler = gone[i % len(gone)]
         db.session.add(
-            Call(lead_id=lead.id, direction="inbound", status="completed", notes=f"pain {i} in low back")
+            Call(
+                lead_id=lead.id,
+                direction="inbound",
+                status="completed",
+                notes=f"pain {i} in low back",
+                handled_by_id=handler.id,
+            )
         )
-        db.session.add(Note(lead_id=lead.id, author_id=author.id, body=f"called back {i}"))
+        db.session.add(
+            Note(lead_id=lead.id, author_id=(author if i % 2 else handler).id, body=f"called back {i}")
+        )
         db.session.add(AppointmentRequest(lead_id=lead.id, message="my low back spasms"))
     lead_id = lead.id
     get_settings()  # the clinic's settings row exists in any running clinic
@@ -398,10 +409,11 @@ def test_the_lead_page_costs_the_same_with_3_or_30_calls_and_notes(
     with count_queries() as queries:
         response = client.get(f"/leads/{lead_id}")
     assert response.status_code == 200
-    # 1 session with its user, 2 the lead (in scope) with its tags joined, 3 the active staff
-    # (the stage, task and appointment forms' choices; the owner is then in the session),
-    # 4-10 the timeline: calls, requests, notes, stage changes, tag changes, appointments, tasks
-    # (each with its people joined), 11 the clinic's settings (time zone), 12 the audit row.
+    assert "Former Colleague 0" in response.get_data(as_text=True)
+    # 1 session with its user, 2 the lead (in scope) with its tags joined, 3 every staff account
+    # (the forms choose from the active ones; the owner and the people the history names are
+    # then in the session), 4-10 the timeline: calls, requests, notes, stage changes, tag
+    # changes, appointments, tasks, 11 the clinic's settings (time zone), 12 the audit row.
     assert len(queries) == 12, "\n".join(q[:70] for q in queries.statements)
 
 
