@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import wtforms.widgets
 from markupsafe import Markup
 from wtforms import Form, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
@@ -40,12 +41,14 @@ class _Form(Form):
 def test_the_widgets_render_fields_the_same_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
     use_fast_html_params()  # as the app does at start
     assert core.html_params is html_params and core.Input.html_params is html_params
+    assert wtforms.widgets.html_params is html_params  # labels
     form = _Form(data={"name": 'Ana "Rey" <b>', "story": "a & b", "side": "right"})
-    ours = [str(field(aria_describedby="h", class_="c")) for field in form]
+    ours = [str(field(aria_describedby="h", class_="c")) + str(field.label(class_="l")) for field in form]
     monkeypatch.setattr(core, "html_params", WTFORMS_HTML_PARAMS)
+    monkeypatch.setattr(wtforms.widgets, "html_params", WTFORMS_HTML_PARAMS)
     for widget in vars(core).values():
         if isinstance(widget, type) and "html_params" in vars(widget):
             monkeypatch.setattr(widget, "html_params", staticmethod(WTFORMS_HTML_PARAMS))
-    theirs = [str(field(aria_describedby="h", class_="c")) for field in form]
+    theirs = [str(field(aria_describedby="h", class_="c")) + str(field.label(class_="l")) for field in form]
     assert ours == theirs
     assert 'value="Ana &#34;Rey&#34; &lt;b&gt;"' in ours[0]

@@ -451,7 +451,8 @@ def active_staff() -> list[User]:
     history names (who took a call, wrote a note, moved it) then come from the session's
     identity map, with no join in each timeline query.
     """
-    if "active_staff" not in g:
+    # Loaded again after a rollback or commit expired them (a refused form shows the page again).
+    if "active_staff" not in g or (g.all_staff and sa.inspect(g.all_staff[0]).expired):
         # Held for the request: the session keeps only weak references to what it loaded.
         g.all_staff = list(db.session.scalars(sa.select(User).order_by(User.name)))
         g.active_staff = [user for user in g.all_staff if user.active]

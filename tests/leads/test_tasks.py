@@ -7,8 +7,9 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from crm import tasks as task_rules
 from crm.extensions import db
-from crm.models import AuditEvent, Lead, StageChange, Task
+from crm.models import AuditEvent, Lead, Note, StageChange, Task
 from tests.conftest import csrf_token, sign_in, utc
 
 # Thursday 5 March 2026, 10:00 in Plano (CST, UTC-6); daylight saving starts Sunday 8 March.
@@ -83,6 +84,35 @@ def test_a_task_without_a_title_is_refused_and_nothing_is_stored(client, login_a
     )
     assert "Give the task a title." in response.get_data(as_text=True)
     assert open_tasks(lead.id) == [] and fresh_lead(lead.id).next_task_due_at is None
+
+
+def test_a_task_refused_after_its_form_checked_out_costs_the_same_whoever_the_history_names(
+    client, login_as, make_lead, make_user, count_queries, monkeypatch
+):
+    """The refusal rolls back, which expires every account the form's choices loaded; the page
+    then loads the staff once again instead of refreshing each person its history names."""
+    login_as("front_desk")
+
+    def refuse(*_args, **_kwargs):
+        raise task_rules.TaskRefused("The lead was closed meanwhile.")
+
+    monkeypatch.setattr(task_rules, "add_task", refuse)
+    counts = []
+    for people in (1, 6):
+        lead = make_lead()
+        for i in range(people):
+            former = make_user("front_desk", name=f"Former {people}-{i}", active=False)
+            db.session.add(Note(lead_id=lead.id, author_id=former.id, body=f"called back {i}"))
+        db.session.commit()
+        token = csrf_token(page(client, f"/leads/{lead.id}"))
+        data = {"csrf_token": token, "title": "Call back", "kind": "other", "due_at": "2026-03-06T09:30"}
+        with count_queries() as queries:
+            response = client.post(f"/leads/{lead.id}/tasks", data=data)
+        html = response.get_data(as_text=True)
+        assert response.status_code == 400
+        assert "The lead was closed meanwhile." in html and f"Former {people}-0" in html
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
 
 
 def test_a_refused_task_keeps_what_the_user_typed(client, login_as, make_lead, make_user):
