@@ -1874,8 +1874,12 @@ class _Seeder:
         rollups.rebuild()
         db.session.commit()
         if self.w.pg:
-            conn = db.session.connection()
-            conn.exec_driver_sql("ANALYZE")
+            # VACUUM too: a bulk load leaves the visibility map empty, so index-only reads (the
+            # queue's capped counts) visit the table until autovacuum comes by, and autovacuum
+            # then does this same work in the first minutes of use. VACUUM runs outside a
+            # transaction.
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM (ANALYZE)")
         else:
             conn = db.session.connection()
             # Whole tables, not a sample: a 1,000-row sample misjudges in_queue as selective.
