@@ -80,9 +80,10 @@ def html_params(**kwargs: Any) -> Markup:
     """WTForms' ``html_params``, the same output without ``Markup.format`` (the slow part).
 
     Every field, option and label on a page goes through it (the lead page has 36 fields);
-    without ``Markup.format`` the lead page's median fell by about 0.6 ms. Keys sorted, ``class_``/``for_`` lose the underscore, ``data_``
-    and ``aria_`` keys take hyphens, ``True`` is a bare attribute, ``False`` none, values
-    escaped with ``"`` as ``&quot;`` (``tests/test_templating_widgets.py`` compares the two).
+    without ``Markup.format`` the lead page's median fell by about 0.6 ms. Keys sorted,
+    ``class_``/``for_`` lose the underscore, ``data_`` and ``aria_`` keys take hyphens,
+    ``True`` is a bare attribute, ``False`` none, values escaped with ``"`` as ``&quot;``
+    (``tests/test_templating_widgets.py`` compares the two).
     """
     params = []
     for key, value in sorted(kwargs.items()):
@@ -91,7 +92,8 @@ def html_params(**kwargs: Any) -> Markup:
             params.append(str(name))
         elif value is not False:
             params.append(f'{name}="{str(escape(value)).replace(chr(34), "&quot;")}"')
-    return Markup(" ".join(params))  # noqa: S704  # nosec B704 - every name and value is escaped above
+    # Every name and value was escaped above.
+    return Markup(" ".join(params))  # noqa: S704  # nosec B704
 
 
 WTFORMS_HTML_PARAMS = wtforms_widgets.html_params  # WTForms' own, kept to compare against
