@@ -107,7 +107,7 @@ def test_harness_runs_end_to_end_on_a_tiny_data_set(tmp_path: Path) -> None:
     assert "0 of the 16 whose `completed` callback was answered not left `completed`" in report, report
     assert "2 posts answered 303, 2 appointment requests stored" in report, report
     assert "Tracebacks in the server log: 0." in report
-    assert re.search(r"Worker peak memory: \d+ MB, \d+ MB", report), report
+    assert re.search(r"Worker peak memory \(whole run, [^)]*\): \d+ MB, \d+ MB", report), report
     assert "Command: `python bench/run_bench.py --db" in report and "Machine: " in report
     # The data set itself is unchanged: the run wrote only into its throwaway copy.
     if not PG_URL:

@@ -49,7 +49,7 @@ def test_unknown_and_known_emails_answer_alike_in_words_and_time(client, make_us
     # At the deployed cost (the suite's own is lower), so Argon2id's time is what is compared.
     monkeypatch.setattr(passwords, "_hasher", passwords._hasher)  # both restored after the test
     monkeypatch.setattr(passwords, "_DUMMY_HASH", passwords._DUMMY_HASH)
-    passwords.configure(memory_kib=65536, time_cost=3)
+    passwords.configure(memory_kib=passwords.MEMORY_KIB, time_cost=passwords.TIME_COST)
     stored = passwords.hash_password(DEFAULT_PASSWORD)
     users = [make_user("front_desk", password_hash=stored) for _ in range(ROUNDS)]
     db.session.commit()
