@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,24 @@ def register_config(app: Flask, config: Any) -> None:
         )
     # SQL statements carry patient values as bound parameters; keep SQLAlchemy's logger quiet.
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # The development server (``make run``) logs each request line; gunicorn's format leaves
+    # the query string out (``gunicorn.conf.py``), and so must this one.
+    werkzeug_log = logging.getLogger("werkzeug")
+    if not any(isinstance(f, NoQueryStrings) for f in werkzeug_log.filters):
+        werkzeug_log.addFilter(NoQueryStrings())
+
+
+class NoQueryStrings(logging.Filter):
+    """Drop query strings from log lines: a search (``/leads?q=<a patient's name>``) carries
+    patient names and phone numbers, which no log may hold (PRODUCT §9)."""
+
+    _QUERY = re.compile(r"\?[^\s\"']*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "?" in message:
+            record.msg, record.args = self._QUERY.sub("", message), None
+        return True
 
 
 def _test_config_class() -> type:
