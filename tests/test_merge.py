@@ -129,6 +129,7 @@ def test_the_page_confirms_side_by_side_then_merges_and_redirects(client, login_
     body = page.get_data(as_text=True)
     assert page.status_code == 200 and "Mary Smith" in body and "Maria Delgado" in body
     assert f'href="tel:{a.phone}"' in body
+    assert "RED FLAG: weakness" in body and "red_flag:weakness" not in body  # tags by their labels
     response = client.post(f"/leads/{b.id}/merge", data={"into": a.id, "csrf_token": csrf_token(body)})
     assert response.status_code == 302 and response.location.endswith(f"/leads/{a.id}")
     db.session.expire_all()

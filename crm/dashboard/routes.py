@@ -20,6 +20,7 @@ from crm.models import SOURCE_LABELS, SOURCES, STAGE_LABELS, ReferringPractice, 
 from crm.querystring import iso_day, plain_text, whole_number
 from crm.security import client_ip
 from crm.settings import clinic_tz
+from crm.triage import TAG_LABELS
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
@@ -50,6 +51,8 @@ CHARTS = (
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # The query-string names a dashboard link carries on (to an export): no other name reaches
 # url_for, where ``chart`` twice or its own ``_scheme`` would break building the link.
+# The complaint filter's choices, in the tagger's own order (region, side, radiating, ...).
+TAG_CHOICES = tuple(TAG_LABELS.items())
 VIEW_ARGS = ("range", "from", "to", "source", "tag", "campaign", "owner", "aging_page")
 
 
@@ -144,7 +147,9 @@ def figures(data: dict[str, Any]) -> dict[str, str]:
     if data["funnel"][0]["leads"]:
         figs["funnel"] = charts.funnel_figure(data["funnel"])
         figs["sources"] = charts.conversion_figure(data["sources"], labels=dict(SOURCE_LABELS))
-    for chart in ("tags", "campaigns", "landing_pages", "practices"):
+    if data["tags"]:
+        figs["tags"] = charts.conversion_figure(data["tags"][:15], labels=TAG_LABELS)
+    for chart in ("campaigns", "landing_pages", "practices"):
         if data[chart]:
             figs[chart] = charts.conversion_figure(data[chart][:15])
     speed = data["speed"]
@@ -189,6 +194,7 @@ def index() -> str:
         args={k: v for k, v in request.args.items() if k in VIEW_ARGS},
         presets=PRESETS,
         sources=SOURCES,
+        tag_choices=TAG_CHOICES,
         data=data,
         figs=figures(data),
         tables={chart: table_rows(chart, data) for chart in CHARTS},
@@ -233,9 +239,10 @@ def table_rows(chart: str, data: dict[str, Any]) -> tuple[list[str], list[list[A
             "consult_rate",
             "surgery_rate",
         ]
+        names = TAG_LABELS if chart == "tags" else {}
         return head, [
             [
-                r["group"],
+                names.get(r["group"], r["group"]),
                 r["leads"],
                 r["consults"],
                 r["surgeries"],

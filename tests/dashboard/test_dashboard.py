@@ -130,6 +130,25 @@ def test_filters_live_in_the_url(client, login_as, make_lead):
     assert '<option value="web_form" selected>' in by_source
     assert text_of(by_tag, "kpi-leads") == "1"
     assert '<option value="quarter" selected>' in by_tag
+    # The complaint filter is a list of the tagger's labels, its choice kept in the URL.
+    assert '<option value="condition:stenosis" selected>Spinal stenosis</option>' in by_tag
+    assert '<option value="red_flag:weakness">RED FLAG: weakness</option>' in by_tag
+
+
+def test_complaint_tags_are_named_by_their_labels_in_the_table_chart_and_csv(client, login_as, make_lead):
+    login_as("manager")
+    make_lead(created_at=NOW - timedelta(days=1), tags=["condition:stenosis", "region:lower"])
+
+    html = client.get("/dashboard?range=quarter").get_data(as_text=True)
+    rows = list(
+        csv.reader(io.StringIO(client.get("/dashboard/export/tags.csv?range=quarter").get_data(as_text=True)))
+    )
+
+    assert sorted(r[0] for r in rows[1:]) == ["Lower back", "Spinal stenosis"]
+    assert "<td>Spinal stenosis</td>" in html and "<td>Lower back</td>" in html
+    assert "condition:stenosis</td>" not in html
+    figure = re.search(r'id="fig-tags"[^>]*>(.*?)</script>', html, re.S)
+    assert figure is not None and "Spinal stenosis" in figure.group(1), html
 
 
 def test_the_csv_export_neutralises_formulas_and_is_audited(client, login_as, make_user, make_lead):
