@@ -154,8 +154,11 @@ def _read_filters(form: QueueFilterForm) -> QueueFilters:
         owner = current_user.id
     elif owner is not None and owner != "none":
         owner = whole_number(owner)
+    stage = form.stage.data if form.stage.data in STAGES else None
+    if stage == "closed":
+        form.include.data = "closed"  # asking for closed leads is asking to see them
     return QueueFilters(
-        stage=form.stage.data if form.stage.data in STAGES else None,
+        stage=stage,
         tag=form.tag.data if form.tag.data in TAG_LABELS else None,
         source=form.source.data if form.source.data in SOURCES else None,
         campaign=plain_text(form.campaign.data, 120),

@@ -96,6 +96,10 @@ def test_closed_and_not_a_patient_hidden_unless_asked(client, login_as, lead):
 
     assert get_ids(client) == [open_lead.id]
     assert set(get_ids(client, "/leads?include=closed")) == {open_lead.id, closed.id, spam.id}
+    # Asking for the closed stage is asking to see closed leads; the form says so.
+    page = client.get("/leads?stage=closed")
+    assert get_ids(client, "/leads?stage=closed") == [closed.id]
+    assert '<option selected value="closed">Also closed and not a patient</option>' in page.get_data(as_text=True)
 
 
 @pytest.mark.parametrize(
