@@ -27,6 +27,7 @@ from crm.models import (
     User,
 )
 from crm.settings import get_settings
+from crm.text import in_sentence
 
 REVIEW = "surgical_review"
 ORDER = {stage: i for i, stage in enumerate(STAGES)}
@@ -159,7 +160,8 @@ def _check_reasons(current: str, to: str, reason: str | None, request: MoveReque
     """Require the reasons PRODUCT §4 asks for; return the close reason, if closing."""
     if to == "closed":
         if request.close_reason not in CLOSE_REASONS:
-            choices = ", ".join(CLOSE_REASON_LABELS[c].lower() for c in CLOSE_REASONS if c != "duplicate")
+            reasons = [CLOSE_REASON_LABELS[c] for c in CLOSE_REASONS if c != "duplicate"]
+            choices = ", ".join(map(in_sentence, reasons))
             raise StageRefused(f"Closing needs a reason: {choices}.")
         if request.close_reason == "duplicate":
             raise StageRefused("To close a duplicate, merge it into the other lead instead.")

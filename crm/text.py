@@ -25,3 +25,8 @@ def name_terms(*parts: str | None) -> list[str]:
             if word not in words:
                 words.append(word[:100])
     return words
+
+
+def in_sentence(label: str) -> str:
+    """A label as it reads inside a sentence: its first letter lowered, acronyms kept ("the ER")."""
+    return label[:1].lower() + label[1:]

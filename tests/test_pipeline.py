@@ -160,8 +160,9 @@ def test_a_surgeon_declines_back_to_conservative_care_with_a_plan(make_lead, mak
 def test_declining_to_closed_needs_a_close_reason_and_a_note(make_lead, make_user):
     surgeon = make_user("surgeon")
     lead = make_lead(stage="surgical_review", tags=["history:failed_pt"])
-    with pytest.raises(StageRefused, match="Closing needs a reason"):
+    with pytest.raises(StageRefused, match="Closing needs a reason") as refused:
         move(lead, MoveRequest(to="closed", reason="x"), actor=surgeon)
+    assert "not a candidate, " in str(refused.value) and "referred to the ER." in str(refused.value)
     with pytest.raises(StageRefused, match="note for the front desk"):
         move(lead, MoveRequest(to="closed", close_reason="not_a_candidate"), actor=surgeon)
 

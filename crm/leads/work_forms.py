@@ -38,7 +38,9 @@ class TaskForm(FlaskForm):
         validators=[DataRequired(message="Give the task a title."), Length(max=200)],
         filters=[lambda v: (v or "").strip()],
     )
-    kind = SelectField("Kind", choices=[SelectChoice(k, TASK_KIND_LABELS[k]) for k in TASK_KINDS])
+    kind = SelectField(
+        "Kind", choices=[SelectChoice(k, TASK_KIND_LABELS[k]) for k in TASK_KINDS], id="task-kind"
+    )
     due_at = DateTimeLocalField(
         "Due (clinic time)",
         validators=[DataRequired(message="Give a due date and time.")],
@@ -82,15 +84,20 @@ class ClearUrgentForm(FlaskForm):
 class AppointmentForm(FlaskForm):
     """Book an appointment: kind, date and time in clinic time, surgeon, location."""
 
+    # Own ids: the task form and the stage move have a "kind" and a "surgeon" on the same page.
     kind = SelectField(
-        "Kind", choices=[SelectChoice(k, APPOINTMENT_KIND_LABELS[k]) for k in APPOINTMENT_KINDS]
+        "Kind",
+        choices=[SelectChoice(k, APPOINTMENT_KIND_LABELS[k]) for k in APPOINTMENT_KINDS],
+        id="appointment-kind",
     )
     starts_at = DateTimeLocalField(
         "Date and time (clinic time)",
         validators=[DataRequired(message="Give the date and time.")],
         format="%Y-%m-%dT%H:%M",
     )
-    surgeon = SelectField("Surgeon", choices=[], coerce=_int_or_none, validators=[Optional()])
+    surgeon = SelectField(
+        "Surgeon", choices=[], coerce=_int_or_none, validators=[Optional()], id="appointment-surgeon"
+    )
     location = StringField("Location", validators=[Length(max=200)])
 
 

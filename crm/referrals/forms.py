@@ -8,16 +8,17 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from crm.models import CLOSE_REASON_LABELS
+from crm.text import in_sentence
 
 BACK_TO_CARE = "conservative_care"
 DECLINE_CHOICES = [
-    SelectChoice("not_a_candidate", "Close: " + CLOSE_REASON_LABELS["not_a_candidate"].lower()),
+    SelectChoice("not_a_candidate", "Close: " + in_sentence(CLOSE_REASON_LABELS["not_a_candidate"])),
     SelectChoice(BACK_TO_CARE, "Send back to conservative care, with a plan"),
     SelectChoice(
-        "resolved_conservatively", "Close: " + CLOSE_REASON_LABELS["resolved_conservatively"].lower()
+        "resolved_conservatively", "Close: " + in_sentence(CLOSE_REASON_LABELS["resolved_conservatively"])
     ),
-    SelectChoice("went_elsewhere", "Close: " + CLOSE_REASON_LABELS["went_elsewhere"].lower()),
-    SelectChoice("referred_to_er", "Close: " + CLOSE_REASON_LABELS["referred_to_er"].lower()),
+    SelectChoice("went_elsewhere", "Close: " + in_sentence(CLOSE_REASON_LABELS["went_elsewhere"])),
+    SelectChoice("referred_to_er", "Close: " + in_sentence(CLOSE_REASON_LABELS["referred_to_er"])),
 ]
 
 

@@ -425,3 +425,36 @@ def test_no_user_is_shown_as_a_surgeon_choice_unless_active(client, login_as, ma
     html = page(client, lead.id)
     assert "Dr. Here" in html and "Dr. Gone" not in html
     assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 3
+
+
+# --------------------------------------------------------------------------- markup
+
+
+class _Ids(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.label_for: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if found.get("id"):
+            self.ids.append(found["id"] or "")
+        if tag == "label" and found.get("for"):
+            self.label_for.append(found["for"] or "")
+
+
+@pytest.mark.parametrize("role", ["front_desk", "surgeon", "manager"])
+def test_each_id_on_the_lead_page_is_used_once_so_each_label_names_its_own_field(
+    client, login_as, make_lead, role
+):
+    """Two forms with a field of the same name (a task's and an appointment's "kind", the stage
+    move's and the appointment's "surgeon") gave two elements one id: a label then pointed a
+    screen reader, and a click, at the other form's field."""
+    login_as(role)
+    lead = make_lead(stage="surgical_review", tags=["history:failed_pt"])
+    parser = _Ids()
+    parser.feed(page(client, lead.id))
+    duplicates = sorted({i for i in parser.ids if parser.ids.count(i) > 1})
+    assert duplicates == []
+    assert set(parser.label_for) <= set(parser.ids)

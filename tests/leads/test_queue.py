@@ -99,7 +99,9 @@ def test_closed_and_not_a_patient_hidden_unless_asked(client, login_as, lead):
     # Asking for the closed stage is asking to see closed leads; the form says so.
     page = client.get("/leads?stage=closed")
     assert get_ids(client, "/leads?stage=closed") == [closed.id]
-    assert '<option selected value="closed">Also closed and not a patient</option>' in page.get_data(as_text=True)
+    assert '<option selected value="closed">Also closed and not a patient</option>' in page.get_data(
+        as_text=True
+    )
 
 
 @pytest.mark.parametrize(
