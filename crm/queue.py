@@ -548,9 +548,15 @@ def _aware(value: datetime | str) -> datetime:
 
 
 def overdue_minutes(lead: Lead, now: datetime) -> int | None:
-    """Return how many minutes a lead is past its first-contact due time, or None."""
+    """Return how many minutes a lead is past its first-contact due time, or None.
+
+    A closed or "not a patient" lead is due nothing, whenever it was closed (the queue's
+    overdue group holds only queued leads too).
+    """
     due = lead.first_contact_due_at
     if due is None or lead.first_contact_at is not None or due >= now:
+        return None
+    if lead.stage == "closed" or lead.not_a_patient:
         return None
     return int((now - due).total_seconds() // 60)
 

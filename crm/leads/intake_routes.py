@@ -15,7 +15,7 @@ from crm.extensions import db
 from crm.intake import ContactIn, IntakeRefused, find_or_create_lead, log_manual_call
 from crm.leadedit import add_note
 from crm.leads.intake_forms import CallLogForm, ImportCommitForm, ImportUploadForm, MergeForm, NewLeadForm
-from crm.leads.routes import _first_error, bp
+from crm.leads.routes import Refusal, _first_error, bp, refuse
 from crm.merge import MergeRefused, check_merge, lead_counts, merge_leads
 from crm.models import Lead
 from crm.security import client_ip
@@ -106,8 +106,7 @@ def log_call(lead_id: int) -> Response:
     lead = load_lead_for(current_user, lead_id)
     form = CallLogForm()
     if not form.validate_on_submit():
-        flash(_first_error(form), "error")
-        return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="logcall-h"))
+        return refuse(lead, Refusal("call", _first_error(form), form))
     try:
         result = log_manual_call(
             direction=form.direction.data or "",
@@ -121,8 +120,7 @@ def log_call(lead_id: int) -> Response:
         )
     except IntakeRefused as error:
         db.session.rollback()
-        flash(str(error), "error")
-        return redirect(url_for("leads.detail", lead_id=lead_id, _anchor="logcall-h"))
+        return refuse(load_lead_for(current_user, lead_id), Refusal("call", str(error), form))
     assert result.call is not None
     detail = {"call_id": result.call.id, "direction": form.direction.data, "outcome": form.outcome.data}
     if "opt_out_override" in result.details:

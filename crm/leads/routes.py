@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -324,11 +325,9 @@ def stage(lead_id: int) -> Response:
     lead = load_lead_for(current_user, lead_id)
     form = StageForm()
     if not form.validate_on_submit():
-        flash(_first_error(form), "error")
-        return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="stage-h"))
+        return refuse(lead, Refusal("stage", _first_error(form), form))
     if not form.to.data:
-        flash("Choose the stage to move the lead to.", "error")
-        return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="stage-h"))
+        return refuse(lead, Refusal("stage", "Choose the stage to move the lead to.", form))
     before = lead.stage
     try:
         move(lead, _move_request(form), actor=current_user)
@@ -342,8 +341,7 @@ def stage(lead_id: int) -> Response:
         db.session.commit()
     except StageRefused as error:
         db.session.rollback()
-        flash(str(error), "error")
-        return redirect(url_for("leads.detail", lead_id=lead_id, _anchor="stage-h"))
+        return refuse(load_lead_for(current_user, lead_id), Refusal("stage", str(error), form))
     flash(f"Moved to {label(lead.stage)}.", "success")
     return redirect(url_for("leads.detail", lead_id=lead.id))
 
@@ -368,16 +366,14 @@ def notes(lead_id: int) -> Response:
     lead = load_lead_for(current_user, lead_id)
     form = NoteForm()
     if not form.validate_on_submit():
-        flash(_first_error(form), "error")
-        return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="note-h"))
+        return refuse(lead, Refusal("note", _first_error(form), form))
     try:
         add_note(lead, form.body.data or "", actor=current_user, ip=client_ip())
         db.session.commit()
     except EditRefused as error:
         db.session.rollback()
-        flash(str(error), "error")
-    else:
-        flash("Note added.", "success")
+        return refuse(load_lead_for(current_user, lead_id), Refusal("note", str(error), form))
+    flash("Note added.", "success")
     return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="timeline-h"))
 
 
@@ -395,22 +391,42 @@ def _first_error(form: Any) -> str:
 # --------------------------------------------------------------------------- the page
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A lead-page form that was refused: its section, the reason, and the form as it was sent."""
+
+    section: str  # "stage", "note" or "call": the card that shows the reason
+    message: str
+    form: Any
+
+
+def refuse(lead: Lead, refusal: Refusal) -> Response:
+    """Show the lead page again with the reason beside the refused form, the user's input kept.
+
+    The form's first field takes the focus (``autofocus``), so the browser brings the card
+    and its reason into view; nothing was saved.
+    """
+    body, status = render_lead_page(lead, refusal=refusal, status=400)
+    return Response(body, status=status, mimetype="text/html")
+
+
 def render_lead_page(
     lead: Lead,
     *,
     edit_form: LeadEditForm | None = None,
     conflict: list[Any] | None = None,
     task_form: Any = None,
+    refusal: Refusal | None = None,
     status: int = 200,
 ) -> Any:
-    """Render the lead page with its forms; an edit or task form given back keeps the user's input."""
+    """Render the lead page with its forms; an edit, task or refused form given back keeps its input."""
     active_staff()  # first: the owner, surgeon and people on the page then come from the session
     timeline = build_timeline(lead.id)
     tasks = [item["obj"] for item in timeline if item["kind"] == "task"]
     tasks.sort(key=lambda t: (t.done_at is not None, t.due_at))
     evidence = lead_evidence(timeline)
     targets = allowed_targets(lead, current_user) if lead.merged_into_id is None else []
-    stage_form = StageForm(formdata=None)
+    stage_form = refusal.form if refusal and refusal.section == "stage" else StageForm(formdata=None)
     stage_form.to.choices = [
         SelectChoice("", "Choose a stage…"),
         *[SelectChoice(t, label(t)) for t in targets],
@@ -434,7 +450,8 @@ def render_lead_page(
         evidence=evidence,
         targets=targets,
         stage_form=stage_form,
-        note_form=NoteForm(formdata=None),
+        note_form=refusal.form if refusal and refusal.section == "note" else NoteForm(formdata=None),
+        refusal=refusal,
         edit_form=edit_form,
         conflict=conflict,
         red_flag_advice=RED_FLAG_ADVICE,

@@ -109,9 +109,17 @@ def test_front_desk_moves_a_lead_with_failed_pt_to_surgical_review(client, login
 def test_the_gate_refusal_is_shown_word_for_word_and_nothing_changes(client, login_as, make_lead):
     login_as("front_desk")
     lead = make_lead(stage="evaluation", tags=["region:lower"])
-    response = post_stage(client, lead.id, to="surgical_review")
-    html = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert f'<p class="flash flash-error">Surgical review {GATE_MESSAGE}.</p>' in html
+    response = post_stage(client, lead.id, to="surgical_review", reason="PT next week")
+    html = response.get_data(as_text=True)
+    # The reason sits in the stage card, above the form, which keeps what was chosen and typed
+    # and takes the focus (the browser scrolls it into view).
+    assert response.status_code == 400
+    card = html[html.index('id="stage-h"') : html.index('id="note-h"')]
+    refusal = f'role="alert" id="stage-refusal"><p>Surgical review {GATE_MESSAGE}.</p></div>'
+    assert refusal in card
+    assert '<option selected value="surgical_review">' in card
+    assert "PT next week</textarea>" in card
+    assert re.search(r'<select[^>]*autofocus[^>]*id="to"|<select[^>]*id="to"[^>]*autofocus', card), card
     assert fresh(lead).stage == "evaluation"
     assert stage_rows(lead.id) == []
     assert "lead_stage" not in audit_actions(lead.id)
@@ -135,8 +143,8 @@ def test_the_front_desk_cannot_decide_a_referral(client, login_as, make_lead):
     html = page(client, lead.id)
     assert '<option value="consult_scheduled"' not in html
     response = post_stage(client, lead.id, to="consult_scheduled", consult_at="2026-07-14T09:30")
-    html = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "Only a surgeon or a manager decides a referral" in html
+    assert response.status_code == 400
+    assert "Only a surgeon or a manager decides a referral" in response.get_data(as_text=True)
     assert fresh(lead).stage == "surgical_review" and stage_rows(lead.id) == []
 
 
@@ -185,7 +193,23 @@ def test_an_empty_note_is_refused(client, login_as, make_lead):
     lead = make_lead()
     token = csrf_token(page(client, lead.id))
     response = client.post(f"/leads/{lead.id}/notes", data={"csrf_token": token, "body": "  "})
-    assert "Write the note first." in client.get(response.headers["Location"]).get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    card = html[html.index('id="note-h"') :]
+    assert "Write the note first." in card[: card.index("</form>")]
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Note)) == 0
+
+
+def test_a_refused_note_keeps_what_was_written(client, login_as, make_lead):
+    login_as("front_desk")
+    lead = make_lead()
+    token = csrf_token(page(client, lead.id))
+    long = "Patient <b>asked</b> about the MRI. " * 200  # over the 5,000 characters a note holds
+    response = client.post(f"/leads/{lead.id}/notes", data={"csrf_token": token, "body": long})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "Patient &lt;b&gt;asked&lt;/b&gt; about the MRI." in html  # kept, and escaped
+    assert re.search(r"<textarea[^>]*autofocus", html)
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Note)) == 0
 
 

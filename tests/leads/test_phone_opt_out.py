@@ -51,9 +51,13 @@ def test_a_call_we_made_needs_the_reason_and_keeps_it_in_the_audit_log(client, l
     frozen_clock(utc(2026, 3, 9, 15, 0))
     lead = _opted_out_lead()
     login_as("front_desk")
-    refused = _log(client, lead.id, direction="outbound", outcome="answered", notes="")
-    assert refused.status_code == 302
-    assert "Rosa Linares opted out of phone calls" in client.get(refused.location).get_data(as_text=True)
+    refused = _log(client, lead.id, direction="outbound", outcome="answered", notes="Confirmed the consult")
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 400
+    card = html[html.index('id="logcall-h"') : html.index('id="stage-h"')]
+    assert "Rosa Linares opted out of phone calls" in card  # beside the form, not only at the top
+    assert ">Confirmed the consult</textarea>" in card  # what was typed is kept
+    assert '<option value="answered" selected>' in card
     assert _calls() == 0
 
     _log(client, lead.id, direction="outbound", outcome="answered", override_reason="She asked us to call")

@@ -88,6 +88,17 @@ def test_overdue_badge_says_by_how_much(client, login_as, lead, now):
     assert "Overdue 12 min" in client.get("/leads").get_data(as_text=True)
 
 
+def test_a_closed_or_not_a_patient_lead_is_not_shown_overdue(client, login_as, lead, now):
+    login_as("front_desk")
+    late = now - timedelta(days=2)
+    lead(stage="closed", in_queue=False, close_reason="no_response", first_contact_due_at=late)
+    lead(not_a_patient=True, in_queue=False, first_contact_due_at=late)
+    waiting = lead(first_contact_due_at=late)
+    html = client.get("/leads?include=closed").get_data(as_text=True)
+    assert html.count("Overdue 2 d") == 1
+    assert "Overdue 2 d" in html[html.index(f'id="lead-{waiting.id}"') :]
+
+
 def test_closed_and_not_a_patient_hidden_unless_asked(client, login_as, lead):
     login_as("front_desk")
     open_lead = lead()
