@@ -63,6 +63,7 @@ from crm.models import (
     Task,
     User,
 )
+from crm.queue import set_calling
 from crm.settings import get_settings
 from crm.text import name_terms
 from crm.triage import ALL_TAGS, is_urgent, tag_complaint
@@ -1064,6 +1065,9 @@ def log_manual_call(
     ``voicemail`` (an outbound message left: an attempt; an inbound one: a missed call).
     Notes are the patient's words and are tagged.
 
+    Logging the call ends the actor's "I'm calling" on the lead (the queue showed it until it
+    expired).
+
     A call we made to a patient who opted out of phone calls (PRODUCT §2) is logged only with
     ``override_reason``, the written reason for calling anyway; the result's ``details`` carry
     it as ``opt_out_override`` for the caller's audit row.
@@ -1105,4 +1109,6 @@ def log_manual_call(
     result = _record_call(ev, lines=lines, now=now, lead=lead)
     if opted_out:
         result.details["opt_out_override"] = override
+    if lead is not None and actor is not None:
+        set_calling(lead, user=actor, calling=False, now=now)  # the call is over: logged
     return result

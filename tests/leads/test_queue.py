@@ -298,6 +298,22 @@ def test_calling_start_and_stop(client, login_as, lead):
     assert db.session.get(Lead, target.id).calling_user_id is None
 
 
+def test_logging_the_call_ends_my_calling_but_not_someone_elses(client, login_as, lead, make_user, now):
+    me = login_as("front_desk")
+    ana = make_user("front_desk", name="Ana Ruiz")
+    mine = lead(phone="+12145550142", calling_user_id=me.id, calling_since=now - timedelta(minutes=2))
+    hers = lead(phone="+12145550143", calling_user_id=ana.id, calling_since=now - timedelta(minutes=2))
+    for target in (mine, hers):
+        token = csrf_token(client.get(f"/leads/{target.id}").get_data(as_text=True))
+        data = {"csrf_token": token, "direction": "outbound", "outcome": "answered", "notes": "Spoke"}
+        assert client.post(f"/leads/{target.id}/calls", data=data).status_code == 302
+    html = client.get("/leads").get_data(as_text=True)
+    assert "You are calling" not in html
+    assert "Ana Ruiz is calling" in html
+    db.session.expire_all()
+    assert db.session.get(Lead, mine.id).calling_user_id is None
+
+
 def test_bulk_reassign_and_not_a_patient(client, login_as, lead, make_user):
     login_as("front_desk")
     other = make_user("front_desk")
