@@ -77,9 +77,10 @@ def test_it_marks_the_patients_words_behind_each_tag_and_escapes_their_html(clie
 
 def test_an_urgent_lead_shows_the_emergency_script(client, login_as, make_lead):
     login_as("front_desk")
-    lead = make_lead(tags=["red_flag:bowel_bladder"], urgent=True)
+    lead = make_lead(tags=["red_flag:trauma", "region:lower"], urgent=True)
     html = page(client, lead.id)
     assert 'class="alert alert-urgent" role="alert"' in html
+    assert "<strong>Urgent — red flag: significant trauma.</strong>" in html  # which flag, by name
     assert "go to the nearest emergency room now or call 911" in html
 
 

@@ -52,7 +52,7 @@ def test_a_red_flag_added_by_staff_makes_the_lead_urgent(client, login_as, make_
         data={"csrf_token": token, "code": "red_flag:weakness"},
         follow_redirects=True,
     )
-    assert "Urgent." in response.get_data(as_text=True)
+    assert "<strong>Urgent — red flag: weakness.</strong>" in response.get_data(as_text=True)
     assert fresh_lead(lead.id).urgent is True
 
 
