@@ -65,7 +65,7 @@ from crm.models import (
 )
 from crm.queue import set_calling
 from crm.settings import get_settings
-from crm.text import name_terms
+from crm.text import name_terms, search_terms
 from crm.triage import ALL_TAGS, is_urgent, tag_complaint
 
 CONSENT_TEXT_VERSION = "2026-11-v1"
@@ -418,7 +418,7 @@ def _update_attached(
     if not _first_words(lead.first_name) and not _first_words(lead.last_name):
         lead.first_name = _clean(contact.first_name, 100) or ""
         lead.last_name = _clean(contact.last_name, 100) or ""
-        _search_terms(lead, name_terms(lead.first_name, lead.last_name))
+        _search_terms(lead, search_terms(lead.first_name, lead.last_name))
     if email and not lead.email:
         lead.email = email
     if phone and not lead.phone:
@@ -606,7 +606,8 @@ def _insert_new_leads(
     stages, terms, tag_rows, changes = [], [], [], []
     for lead_id, lead, codes in zip(ids, leads, codes_per_row, strict=True):
         stages.append({"lead_id": lead_id, "from_stage": None, "to_stage": "new", "at": now})
-        terms += [{"lead_id": lead_id, "term": word} for word in name_terms(lead.first_name, lead.last_name)]
+        words = search_terms(lead.first_name, lead.last_name)
+        terms += [{"lead_id": lead_id, "term": word} for word in words]
         new_tags, new_changes = tagging.new_lead_tag_rows(lead_id, codes, origin="auto", at=now)
         tag_rows += new_tags
         changes += new_changes
@@ -629,7 +630,7 @@ def _after_insert(lead: Lead, contact: ContactIn, *, now: datetime, ip: str | No
     if owner_id is not None:  # setting None on the new row would cost an UPDATE
         lead.owner_id = owner_id
     db.session.add(StageChange(lead_id=lead.id, from_stage=None, to_stage="new", at=now))
-    _search_terms(lead, name_terms(lead.first_name, lead.last_name))
+    _search_terms(lead, search_terms(lead.first_name, lead.last_name))
     _consents(lead, contact, now=now, method=contact.source, ip=ip)
 
 

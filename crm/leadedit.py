@@ -20,7 +20,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from crm import audit, clock, phones
 from crm.extensions import db
 from crm.models import AuditEvent, Consent, Lead, LeadSearchTerm, Note, User
-from crm.text import name_terms
+from crm.text import search_terms
 
 CONTACT_FIELDS = (
     "first_name",
@@ -217,7 +217,7 @@ def _set_phone(lead: Lead, phone: str | None) -> None:
 def _replace_search_terms(lead: Lead) -> None:
     """Keep the folded name words search finds in step with the name."""
     db.session.execute(sa.delete(LeadSearchTerm).where(LeadSearchTerm.lead_id == lead.id))
-    for term in name_terms(lead.first_name, lead.last_name):
+    for term in search_terms(lead.first_name, lead.last_name):
         db.session.add(LeadSearchTerm(lead_id=lead.id, term=term))
 
 

@@ -45,7 +45,7 @@ from crm.extensions import db
 from crm.models import ClinicSettings, Holiday, ReferringPractice, User
 from crm.passwords import hash_password
 from crm.phones import normalize
-from crm.text import fold, name_terms
+from crm.text import fold, search_terms
 
 CLINIC_TZ = ZoneInfo("America/Chicago")
 MAIN_LINE = "+19724995457"
@@ -1134,7 +1134,7 @@ class _Seeder:
                 (self.take("stage_changes"), lead_id, prev, to, actor, ts(t), reason, close_code, override),
             )
             prev = to
-        for term in name_terms(first, last):
+        for term in search_terms(first, last):
             self.add("lead_search_terms", (self.take("lead_search_terms"), lead_id, term))
         self.tag_rows(lead_id, source, tags, created, facts, owner)
 

@@ -27,6 +27,23 @@ def name_terms(*parts: str | None) -> list[str]:
     return words
 
 
+# A word joined to the next by an apostrophe or a hyphen: "o'brien", "o’neil", "smith-jones".
+_JOINED = re.compile(r"[^\W_]+(?:['’‐-][^\W_]+)+", re.UNICODE)
+
+
+def search_terms(*parts: str | None) -> list[str]:
+    """Return the words a lead is found by: its name's words (``name_terms``), and each word
+    joined across an apostrophe or a hyphen, as people type it without one ("O'Brien" gives
+    o, brien and obrien; "Smith-Jones" gives smith, jones and smithjones)."""
+    words = name_terms(*parts)
+    for part in parts:
+        for joined in _JOINED.findall(fold(part or "")):
+            word = "".join(_WORD.findall(joined))[:100]
+            if word not in words:
+                words.append(word)
+    return words
+
+
 def in_sentence(label: str) -> str:
     """A label as it reads inside a sentence: its first letter lowered, acronyms kept ("the ER")."""
     return label[:1].lower() + label[1:]

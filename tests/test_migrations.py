@@ -139,3 +139,27 @@ def test_a_clinic_with_data_upgrades_from_the_first_schema_to_the_head(app):
                 conn.execute(sa.text("SELECT idx FROM sqlite_stat1 WHERE tbl = 'leads'")).scalars()
             )
         assert indexes and indexes <= analysed
+
+
+def test_the_upgrade_adds_the_joined_words_of_names_already_there(app):
+    """0006: a lead stored before it is found by "obrien" after the upgrade, and only once."""
+    db.session.remove()
+    downgrade(revision="queue_filter_counts")
+    with db.engine.begin() as conn:
+        _insert(conn, "leads", id=21, first_name="Mary", last_name="O'Brien", source="phone", stage="new")
+        _insert(conn, "leads", id=22, first_name="Ana", last_name="Lopez", source="phone", stage="new")
+        for lead_id, term in ((21, "mary"), (21, "o"), (21, "brien"), (22, "ana"), (22, "lopez")):
+            _insert(conn, "lead_search_terms", lead_id=lead_id, term=term)
+    upgrade()
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT lead_id, term FROM lead_search_terms ORDER BY lead_id, term")
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (21, "brien"),
+        (21, "mary"),
+        (21, "o"),
+        (21, "obrien"),
+        (22, "ana"),
+        (22, "lopez"),
+    ]

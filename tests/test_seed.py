@@ -30,7 +30,7 @@ from crm.models import (
 from crm.passwords import check_policy, verify_password
 from crm.phones import normalize
 from crm.seed import DEMO_LOGINS, seed_demo
-from crm.text import name_terms
+from crm.text import search_terms
 
 CHICAGO = ZoneInfo("America/Chicago")
 N_LEADS = 400
@@ -267,7 +267,7 @@ def test_every_lead_has_its_name_search_terms(seeded: str) -> None:
         terms[lead_id].add(term)
     nameless = 0
     for lead_id, first, last in _all(sa.select(Lead.id, Lead.first_name, Lead.last_name)):
-        assert terms[lead_id] == set(name_terms(first, last))
+        assert terms[lead_id] == set(search_terms(first, last))
         nameless += not terms[lead_id]
     assert nameless == 3  # this morning's voicemails: callers who left no name yet
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from crm import clock
 from crm.extensions import db
 from crm.models import AuditEvent, Lead, LeadSearchTerm, Task
-from crm.text import name_terms
+from crm.text import search_terms
 from tests.conftest import csrf_token, utc
 
 NOW = utc(2026, 3, 10, 15, 0)  # Tuesday 10:00 in Chicago
@@ -29,7 +29,7 @@ def lead(make_lead, now):
 
     def make(**kw):
         made = make_lead(**kw)
-        for term in name_terms(made.first_name, made.last_name):
+        for term in search_terms(made.first_name, made.last_name):
             db.session.add(LeadSearchTerm(lead_id=made.id, term=term))
         db.session.commit()
         return made
@@ -186,6 +186,27 @@ def test_search_finds_by_name_start_email_and_phone_any_way(client, login_as, le
         phone_last4="9999",
     )
     assert get_ids(client, f"/leads?q={q}") == [wanted.id]
+
+
+@pytest.mark.parametrize("q", ["obrien", "O'Brien", "o’brien", "OBri", "brien", "mary obrien"])
+def test_search_finds_a_joined_name_typed_with_or_without_its_apostrophe(client, login_as, lead, q):
+    login_as("front_desk")
+    wanted = lead(first_name="Mary", last_name="O'Brien")
+    lead(first_name="Brian", last_name="Oakes")
+    assert get_ids(client, f"/leads?q={q}") == [wanted.id]
+
+
+def test_intake_stores_the_joined_words_of_a_name(app, now):
+    from crm.intake import ContactIn, find_or_create_lead
+
+    found = find_or_create_lead(
+        ContactIn(source="web_form", first_name="Ana", last_name="Smith-Jones", phone="+12145550188"), now=now
+    )
+    db.session.commit()
+    terms = set(
+        db.session.scalars(sa.select(LeadSearchTerm.term).where(LeadSearchTerm.lead_id == found.lead.id))
+    )
+    assert terms == {"ana", "smith", "jones", "smithjones"}
 
 
 @pytest.mark.parametrize("q", ["ose", "arcia", "jose@exam.org", "4555014", "99990142"])
