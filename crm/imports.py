@@ -44,6 +44,7 @@ from crm import audit, phones
 from crm.business_hours import BusinessCalendar, load_calendar
 from crm.extensions import db
 from crm.intake import CallEventIn, ContactIn, IntakeRefused, receive_call_event, receive_contacts_bulk
+from crm.leadedit import plausible_birth_date
 from crm.models import CALL_STATUSES, SOURCES, Call, Note
 from crm.settings import clinic_tz
 from crm.text import CONTROL_CHARS
@@ -419,7 +420,7 @@ def _check_lead(raw: Mapping[str, str], row: ParsedRow) -> None:
         _err(row, "phone", "a lead needs a phone or an email")
     dob_raw = raw.get("date_of_birth") or ""
     v["date_of_birth"] = _parse_date(dob_raw) if dob_raw else None
-    if dob_raw and (v["date_of_birth"] is None or not date(1900, 1, 1) <= v["date_of_birth"] <= date.today()):
+    if dob_raw and (v["date_of_birth"] is None or not plausible_birth_date(v["date_of_birth"])):
         _err(row, "date_of_birth", "not a date of birth (use YYYY-MM-DD or MM/DD/YYYY)")
         v["date_of_birth"] = None
     source = _header_key(raw.get("source") or "")

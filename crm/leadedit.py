@@ -20,6 +20,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from crm import audit, clock, phones
 from crm.extensions import db
 from crm.models import AuditEvent, Consent, Lead, LeadSearchTerm, Note, User
+from crm.settings import clinic_today
 from crm.text import search_terms
 
 CONTACT_FIELDS = (
@@ -103,6 +104,17 @@ class FieldChange:
     by: str
 
 
+BIRTH_DATE_RANGE = "The date of birth must be between 1900 and today."
+
+
+def plausible_birth_date(day: date) -> bool:
+    """Tell whether ``day`` can be a patient's date of birth: from 1900 to today, clinic time.
+
+    A later one is a slip of the year picker; the form, the API and the CSV import all ask here.
+    """
+    return date(1900, 1, 1) <= day <= clinic_today(clock.now())
+
+
 def update_lead(
     lead: Lead,
     changes: dict[str, Any],
@@ -115,7 +127,8 @@ def update_lead(
     """Apply an editor's values to a lead saved at ``expected_version``; return the fields changed.
 
     :raises StaleVersion: when the lead is no longer at ``expected_version``.
-    :raises EditRefused: when a value breaks a data rule (a phone held by another open lead).
+    :raises EditRefused: when a value breaks a data rule (a phone held by another open lead, a
+        date of birth in the future).
     """
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
@@ -125,6 +138,12 @@ def update_lead(
     changed = [name for name in EDITABLE_FIELDS if name in changes and getattr(lead, name) != changes[name]]
     if not changed:
         return []
+    if (
+        "date_of_birth" in changed
+        and changes["date_of_birth"]
+        and not plausible_birth_date(changes["date_of_birth"])
+    ):
+        raise EditRefused(BIRTH_DATE_RANGE)
     now = clock.now()
     if "phone" in changed:
         _set_phone(lead, changes["phone"])

@@ -26,7 +26,7 @@ from crm.models import (
     Task,
     User,
 )
-from crm.settings import get_settings
+from crm.settings import before_clinic_today, get_settings
 from crm.text import in_sentence
 
 REVIEW = "surgical_review"
@@ -126,6 +126,12 @@ def move(
     override = _check_gate(lead, current, to, reason, request, role)
     if current == REVIEW and to == "consult_scheduled" and request.consult_at is None:
         raise StageRefused("Accepting a referral needs the consult's date and time.")
+    if (
+        to == "consult_scheduled"
+        and request.consult_at is not None
+        and before_clinic_today(request.consult_at, now)
+    ):
+        raise StageRefused("The consult's date is in the past. Give a date from today on.")
 
     change = StageChange(
         lead_id=lead.id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -31,3 +32,18 @@ def get_settings() -> ClinicSettings:
 def clinic_tz() -> ZoneInfo:
     """Return the clinic's time zone."""
     return ZoneInfo(get_settings().timezone or DEFAULT_TZ)
+
+
+def clinic_today(now: datetime) -> date:
+    """Return the clinic-local date of ``now``."""
+    return now.astimezone(clinic_tz()).date()
+
+
+def before_clinic_today(moment: datetime, now: datetime) -> bool:
+    """Tell whether ``moment`` falls on a clinic-local day before today's (earlier today is not).
+
+    Booking a consult or an appointment, or setting a task's due time, on a day already gone is
+    a slip of the date picker (a year, a month); earlier today is kept: a task for this morning.
+    """
+    tz = clinic_tz()
+    return moment < datetime.combine(clinic_today(now), time(0), tzinfo=tz)

@@ -27,7 +27,7 @@ from crm.models import (
     User,
 )
 from crm.pipeline import MoveRequest, move
-from crm.settings import get_settings
+from crm.settings import before_clinic_today, get_settings
 
 TASK_KIND_LABELS = {
     "callback": "Call back",
@@ -66,13 +66,15 @@ def add_task(
 ) -> Task:
     """Add a task to a lead by hand.
 
-    :raises TaskRefused: when the title is empty or the kind unknown.
+    :raises TaskRefused: when the title is empty, the kind unknown or the due day already gone.
     """
     title = title.strip()
     if not title:
         raise TaskRefused("Give the task a title.")
     if kind not in TASK_KINDS:
         raise TaskRefused("Choose what kind of task it is.")
+    if before_clinic_today(due_at, clock.now()):
+        raise TaskRefused("The due date is in the past. Give a date from today on.")
     task = Task(
         lead_id=lead.id,
         kind=kind,
@@ -289,12 +291,15 @@ def book_appointment(
 ) -> Appointment:
     """Book an appointment for a lead (a time in UTC, shown in clinic time).
 
-    :raises AppointmentRefused: when the kind is unknown or the surgeon is not a surgeon.
+    :raises AppointmentRefused: when the kind is unknown, the surgeon is not a surgeon or the day
+        already gone.
     """
     if kind not in APPOINTMENT_KINDS:
         raise AppointmentRefused("Choose the kind of appointment.")
     if surgeon is not None and surgeon.role != "surgeon":
         raise AppointmentRefused("Choose a surgeon.")
+    if before_clinic_today(starts_at, clock.now()):
+        raise AppointmentRefused("The appointment's date is in the past. Give a date from today on.")
     appointment = Appointment(
         lead_id=lead.id,
         kind=kind,

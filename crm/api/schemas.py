@@ -9,7 +9,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from crm import phones
 from crm.authz import MAX_ID
-from crm.leadedit import EDITABLE_FIELDS
+from crm.leadedit import BIRTH_DATE_RANGE, EDITABLE_FIELDS, plausible_birth_date
 from crm.models import CALL_DIRECTIONS, CALL_STATUSES, CLOSE_REASONS, IMAGING_TYPES, SOURCES, STAGES
 
 CONTACT_METHODS = ("phone", "sms", "email")
@@ -41,6 +41,11 @@ class StrictInt(fields.Integer):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValidationError("must be an integer.")
         return int(value)
+
+
+def _birth_date(value: date | None) -> None:
+    if value is not None and not plausible_birth_date(value):
+        raise ValidationError(BIRTH_DATE_RANGE)
 
 
 def _phone(value: str) -> None:
@@ -137,7 +142,7 @@ class LeadIn(Strict):
     last_name = text(100)
     phone = fields.String(validate=[validate.Length(max=64), _phone], allow_none=True)
     email = fields.Email(validate=validate.Length(max=254), allow_none=True)
-    date_of_birth = fields.Date(allow_none=True)
+    date_of_birth = fields.Date(allow_none=True, validate=_birth_date)
     message = text(20_000, allow_none=True, metadata={"description": "the patient's own words (tagged)"})
     source = fields.String(load_default="api", validate=validate.OneOf(SOURCES))
     campaign = text(120, allow_none=True)
@@ -167,7 +172,7 @@ class LeadPatch(Strict):
     last_name = text(100)
     phone = fields.String(validate=[validate.Length(max=64), _phone], allow_none=True)
     email = fields.Email(validate=validate.Length(max=254), allow_none=True)
-    date_of_birth = fields.Date(allow_none=True)
+    date_of_birth = fields.Date(allow_none=True, validate=_birth_date)
     preferred_contact = fields.String(validate=validate.OneOf(CONTACT_METHODS), allow_none=True)
     preferred_time = text(100, allow_none=True)
     language = text(40, allow_none=True)

@@ -20,7 +20,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, ValidationError
 
 from crm import phones
-from crm.leadedit import EDITABLE_FIELDS
+from crm.leadedit import BIRTH_DATE_RANGE, EDITABLE_FIELDS, plausible_birth_date
 from crm.models import CLOSE_REASON_LABELS, CLOSE_REASONS, CONTACT_METHODS, IMAGING_TYPES
 from crm.settings import clinic_tz
 
@@ -74,6 +74,11 @@ class ContactFields(FlaskForm):
         ],
         filters=[lambda v: (v or "").strip().lower() or None],
     )
+
+    def validate_date_of_birth(self, field: DateField) -> None:
+        """Refuse a date of birth in the future or before 1900 (``leadedit``'s rule)."""
+        if field.data and not plausible_birth_date(field.data):
+            raise ValidationError(BIRTH_DATE_RANGE)
 
     def validate_phone(self, field: StringField) -> None:
         """Store the phone in E.164; refuse what can't be read as a number."""

@@ -350,3 +350,18 @@ def test_patch_types_are_strict(make_caller, make_lead, client, body, field):
     lead = make_lead()
     response = client.patch(f"/api/v1/leads/{lead.id}", json=body, headers=make_caller().headers)
     assert response.status_code == 422 and field in response.get_json()["error"]["fields"]
+
+
+def test_a_date_of_birth_in_the_future_is_refused_and_nothing_changes(make_caller, make_lead, client):
+    caller = make_caller()
+    lead = make_lead()
+    response = client.patch(
+        f"/api/v1/leads/{lead.id}", json={"version": 1, "date_of_birth": "2030-01-01"}, headers=caller.headers
+    )
+    assert response.status_code == 422, response.get_json()
+    assert (
+        response.get_json()["error"]["fields"]["date_of_birth"]
+        == "The date of birth must be between 1900 and today."
+    )
+    db.session.expire_all()
+    assert db.session.get(Lead, lead.id).date_of_birth is None

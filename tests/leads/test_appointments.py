@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from crm.extensions import db
-from crm.models import Appointment, AuditEvent
+from crm.models import Appointment, AuditEvent, Task
 from tests.conftest import csrf_token, utc
 
 
@@ -25,7 +25,8 @@ def make_appointment(lead, **overrides) -> Appointment:
     return appointment
 
 
-def test_front_desk_books_a_consult_in_clinic_time(client, login_as, make_lead, make_user):
+def test_front_desk_books_a_consult_in_clinic_time(client, login_as, make_lead, make_user, frozen_clock):
+    frozen_clock(utc(2026, 3, 2, 15, 0))
     desk = login_as("front_desk")
     surgeon = make_user("surgeon", name="Dr. Rivera")
     lead = make_lead(stage="surgical_review")
@@ -130,3 +131,33 @@ def test_an_admin_may_not_book_or_record_outcomes(client, login_as, make_lead, p
     db.session.expire_all()
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Appointment)) == 1
     assert db.session.get(Appointment, appointment.id).outcome is None
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "message"),
+    [
+        ("appointments", "starts_at", "The appointment&#39;s date is in the past."),
+        ("tasks", "due_at", "The due date is in the past."),
+    ],
+)
+def test_a_day_already_gone_is_refused_and_nothing_is_booked(
+    client, login_as, make_lead, frozen_clock, path, field, message
+):
+    frozen_clock(utc(2026, 3, 10, 15, 0))  # 10:00 in Plano
+    login_as("front_desk")
+    lead = make_lead(stage="surgical_review")
+    token = csrf_token(page(client, lead.id))
+    data = {"csrf_token": token, "kind": "consult" if path == "appointments" else "callback", "title": "Call"}
+    response = client.post(
+        f"/leads/{lead.id}/{path}", data=data | {field: "2025-03-10T09:00"}, follow_redirects=True
+    )
+    assert message in response.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Appointment)) == 0
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Task)) == 0
+    # Earlier today is still today: a task for this morning, a walk-in consult.
+    response = client.post(
+        f"/leads/{lead.id}/{path}", data=data | {field: "2026-03-10T08:00"}, follow_redirects=True
+    )
+    assert message not in response.get_data(as_text=True)
+    model = Appointment if path == "appointments" else Task
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(model)) == 1

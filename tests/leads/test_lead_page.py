@@ -126,7 +126,8 @@ def test_the_gate_refusal_is_shown_word_for_word_and_nothing_changes(client, log
     assert "lead_stage" not in audit_actions(lead.id)
 
 
-def test_a_consult_date_is_read_in_clinic_time(client, login_as, make_lead):
+def test_a_consult_date_is_read_in_clinic_time(client, login_as, make_lead, frozen_clock):
+    frozen_clock(utc(2026, 7, 1, 15, 0))
     login_as("manager")
     lead = make_lead(stage="surgical_review", tags=["history:failed_pt"])
     post_stage(client, lead.id, to="consult_scheduled", consult_at="2026-07-14T09:30")
@@ -136,6 +137,18 @@ def test_a_consult_date_is_read_in_clinic_time(client, login_as, make_lead):
 
     appt = db.session.scalar(sa.select(Appointment).where(Appointment.lead_id == lead.id))
     assert appt.starts_at == utc(2026, 7, 14, 14, 30)  # 9:30 CDT
+
+
+def test_a_consult_on_a_day_already_gone_is_refused(client, login_as, make_lead, frozen_clock):
+    frozen_clock(utc(2026, 7, 15, 15, 0))
+    login_as("manager")
+    lead = make_lead(stage="surgical_review", tags=["history:failed_pt"])
+    response = post_stage(client, lead.id, to="consult_scheduled", consult_at="2026-07-14T09:30")
+    assert response.status_code == 400
+    assert "The consult&#39;s date is in the past. Give a date from today on." in response.get_data(
+        as_text=True
+    )
+    assert fresh(lead).stage == "surgical_review" and stage_rows(lead.id) == []
 
 
 def test_the_front_desk_cannot_decide_a_referral(client, login_as, make_lead):
@@ -483,3 +496,15 @@ def test_each_id_on_the_lead_page_is_used_once_so_each_label_names_its_own_field
     duplicates = sorted({i for i in parser.ids if parser.ids.count(i) > 1})
     assert duplicates == []
     assert set(parser.label_for) <= set(parser.ids)
+
+
+@pytest.mark.parametrize("born", ["2030-01-01", "1899-12-31"])
+def test_a_date_of_birth_in_the_future_or_before_1900_is_refused(client, login_as, make_lead, born):
+    login_as("front_desk")
+    lead = make_lead(first_name="Rosa", last_name="Lopez")
+    response = client.post(
+        f"/leads/{lead.id}/edit", data=edit_data(page(client, lead.id), date_of_birth=born)
+    )
+    assert response.status_code == 400
+    assert "The date of birth must be between 1900 and today." in response.get_data(as_text=True)
+    assert fresh(lead).date_of_birth is None and fresh(lead).version == 1
