@@ -719,6 +719,8 @@ def receive_web_request(req: WebRequestIn, *, now: datetime | None = None) -> In
     )
     db.session.add(request_row)
     tagging.apply_auto_tags(lead, _patient_tags(req), origin="patient", now=now)
+    if lead.pt_helped is None and req.tried_pt in ("helped", "did_not_help"):
+        lead.pt_helped = req.tried_pt == "helped"  # the patient's answer, until staff record their own
     red_flag_answer = req.red_flag_bladder or req.red_flag_weakness
     if red_flag_answer:
         # A new "yes" is new information: urgent even if staff had removed an older red-flag tag.

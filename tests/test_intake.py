@@ -500,3 +500,20 @@ def test_calls_are_upserted_by_call_sid(app: Flask) -> None:
     receive_call_event(call(status="no-answer", sequence_number=1), lines=LINES)
     db.session.commit()
     assert count(Call) == 1 and count(Task) == 1 and count(Lead) == 1
+
+
+def test_the_patients_physical_therapy_answer_fills_the_clinical_fact_but_never_overwrites_staffs(
+    app: Flask,
+) -> None:
+    first = receive_web_request(web(tried_pt="did_not_help"))
+    db.session.commit()
+    assert first.lead.pt_helped is False  # the lead page then says "did not help"
+    first.lead.pt_helped = True  # staff learned more on the phone
+    db.session.commit()
+    receive_web_request(web(tried_pt="did_not_help"))  # the same patient sends the form again
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(Lead, first.lead.id).pt_helped is True
+    other = receive_web_request(web(tried_pt="ongoing", phone="(972) 555-0199", email="b@example.com"))
+    db.session.commit()
+    assert other.lead.pt_helped is None and other.lead.id != first.lead.id

@@ -508,3 +508,18 @@ def test_a_date_of_birth_in_the_future_or_before_1900_is_refused(client, login_a
     assert response.status_code == 400
     assert "The date of birth must be between 1900 and today." in response.get_data(as_text=True)
     assert fresh(lead).date_of_birth is None and fresh(lead).version == 1
+
+
+@pytest.mark.parametrize(
+    ("contact", "time", "shown"),
+    [
+        (None, "Any time", "Any time"),
+        ("sms", "Mornings", "Text (SMS), Mornings"),
+        ("phone", None, "Phone"),
+        (None, None, "—"),
+    ],
+)
+def test_the_preferred_contact_reads_as_words(client, login_as, make_lead, contact, time, shown):
+    login_as("front_desk")
+    lead = make_lead(preferred_contact=contact, preferred_time=time)
+    assert f"<dt>Prefers</dt><dd>{shown}</dd>" in page(client, lead.id)
