@@ -12,34 +12,13 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from crm import audit, clock, twofactor
+from crm.accounts import AccountRefused, create_user, deactivate_user
 from crm.extensions import db
 from crm.models import ROLE_LABELS, ROLES, Lead, RollupLeadFacts, User
-from crm.passwords import WeakPassword, check_policy, hash_password
+from crm.passwords import WeakPassword
 from crm.security import end_all_sessions, set_password
 
 user_cli = AppGroup("user", help="Manage staff accounts.")
-
-
-def create_user(email: str, *, role: str, name: str, password: str) -> User:
-    """Create a staff account after checking the role, the email and the password policy.
-
-    :raises ValueError: with a message for the person at the keyboard.
-    """
-    email = email.strip().lower()
-    if role not in ROLES:
-        raise ValueError(f"Unknown role {role!r}: choose one of {', '.join(ROLES)}.")
-    if "@" not in email or len(email) > 254:
-        raise ValueError(f"{email!r} is not an email address.")
-    if not name.strip():
-        raise ValueError("A name is required.")
-    if db.session.scalar(sa.select(User.id).where(User.email == email)) is not None:
-        raise ValueError(f"An account for {email} already exists.")
-    check_policy(password, email=email, name=name)
-    user = User(email=email, role=role, name=name.strip(), password_hash=hash_password(password))
-    db.session.add(user)
-    db.session.flush()
-    audit.record("user_create", user_id=None, detail={"user_id": user.id, "role": role}, via="cli")
-    return user
 
 
 @user_cli.command("create")
@@ -53,7 +32,7 @@ def user_create(email: str, role: str, name: str, password: str | None) -> None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
         user = create_user(email, role=role, name=name, password=password)
-    except (ValueError, WeakPassword) as error:
+    except (AccountRefused, WeakPassword) as error:
         db.session.rollback()
         raise click.ClickException(str(error)) from None
     db.session.commit()
@@ -70,14 +49,10 @@ def user_deactivate(email: str) -> None:
     if not user.active:
         click.echo(f"{user.email} is already deactivated.")
         return
-    user.active = False
-    user.deactivated_at = clock.now()
-    ended = end_all_sessions(user)
-    audit.record(
-        "user_deactivate", user_id=None, detail={"user_id": user.id, "sessions_ended": ended}, via="cli"
-    )
+    ended, moved = deactivate_user(user)
     db.session.commit()
-    click.echo(f"Deactivated {user.email}; ended {ended} session(s).")
+    unassigned = f" {moved} open lead(s) are now unassigned." if moved else ""
+    click.echo(f"Deactivated {user.email}; ended {ended} session(s).{unassigned}")
 
 
 @user_cli.command("set-password")
