@@ -130,6 +130,9 @@ def test_filters_live_in_the_url(client, login_as, make_lead):
     assert '<option value="web_form" selected>' in by_source
     assert text_of(by_tag, "kpi-leads") == "1"
     assert '<option value="quarter" selected>' in by_tag
+    # Calls are not narrowed by a lead filter, and the page says so beside them.
+    assert "(all calls: the filters narrow leads)" in by_tag
+    assert "(all calls: the filters narrow leads)" not in client.get("/dashboard").get_data(as_text=True)
     # The complaint filter is a list of the tagger's labels, its choice kept in the URL.
     assert '<option value="condition:stenosis" selected>Spinal stenosis</option>' in by_tag
     assert '<option value="red_flag:weakness">RED FLAG: weakness</option>' in by_tag
