@@ -16,7 +16,7 @@ from crm import tasks as task_rules
 from crm.authz import load_lead_for, roles
 from crm.extensions import db
 from crm.leads.forms import clinic_local_to_utc
-from crm.leads.routes import _first_error, active_staff, bp, render_lead_page
+from crm.leads.routes import Refusal, _first_error, active_staff, bp, refuse, render_lead_page
 from crm.leads.work_forms import (
     AppointmentForm,
     AppointmentOutcomeForm,
@@ -292,8 +292,7 @@ def book_appointment(lead_id: int) -> Response:
     form = AppointmentForm()
     form.surgeon.choices = surgeon_choices()
     if not form.validate_on_submit():
-        flash(_first_error(form), "error")
-        return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="appointments-h"))
+        return refuse(lead, Refusal("appointment", _first_error(form), form))
     surgeon = db.session.get(User, form.surgeon.data) if form.surgeon.data else None
     try:
         task_rules.book_appointment(
@@ -308,9 +307,8 @@ def book_appointment(lead_id: int) -> Response:
         db.session.commit()
     except task_rules.AppointmentRefused as error:
         db.session.rollback()
-        flash(str(error), "error")
-    else:
-        flash("Appointment booked.", "success")
+        return refuse(load_lead_for(current_user, lead_id), Refusal("appointment", str(error), form))
+    flash("Appointment booked.", "success")
     return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="appointments-h"))
 
 

@@ -151,7 +151,9 @@ def test_a_day_already_gone_is_refused_and_nothing_is_booked(
     response = client.post(
         f"/leads/{lead.id}/{path}", data=data | {field: "2025-03-10T09:00"}, follow_redirects=True
     )
+    assert response.status_code == 400
     assert message in response.get_data(as_text=True)
+    assert 'value="2025-03-10T09:00"' in response.get_data(as_text=True)  # what was typed is kept
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Appointment)) == 0
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Task)) == 0
     # Earlier today is still today: a task for this morning, a walk-in consult.
