@@ -10,9 +10,11 @@ import sqlalchemy as sa
 
 from crm import audit, clock
 from crm.extensions import db
-from crm.models import ROLE_LABELS, ROLES, Lead, User
+from crm.models import ROLE_LABELS, ROLES, Lead, Task, User
 from crm.passwords import check_policy, hash_password
+from crm.queue import bulk_reassign
 from crm.security import end_all_sessions, set_password
+from crm.settings import get_settings
 
 
 class AccountRefused(ValueError):
@@ -54,38 +56,57 @@ def create_user(
 def deactivate_user(
     user: User,
     *,
-    actor_id: int | None = None,
+    actor: User | None = None,
     leads_to: User | None = None,
     ip: str | None = None,
     via: str = "cli",
 ) -> tuple[int, int]:
-    """Deactivate an account, end its sessions and give its open leads to ``leads_to`` (or nobody).
+    """Deactivate an account and hand its work over; return (sessions ended, leads handed over).
 
-    Return (sessions ended, leads handed over). A deactivated account keeps its name on the
+    Its sessions end. Its open leads go to ``leads_to`` (or nobody), each audited as a
+    reassignment, and so do its open tasks, so no call-back waits in a list nobody sees. A
+    surgeon's referrals in review become unassigned (every surgeon sees them), and the clinic's
+    default surgeon is cleared if it was them. A deactivated account keeps its name on the
     history it made; it can no longer sign in.
 
     :raises AccountRefused: for an account already deactivated, one's own account, or a
-        hand-over to someone who is not an active member of the front desk or a manager.
+        hand-over to the same person or to someone who is not an active member of the front
+        desk or a manager.
     """
     if not user.active:
         raise AccountRefused(f"{user.email} is already deactivated.")
-    if actor_id is not None and user.id == actor_id:
+    if actor is not None and user.id == actor.id:
         raise AccountRefused("You can't deactivate your own account; ask another admin.")
-    if leads_to is not None and (not leads_to.active or leads_to.role not in ("front_desk", "manager")):
+    if leads_to is not None and (
+        leads_to.id == user.id or not leads_to.active or leads_to.role not in ("front_desk", "manager")
+    ):
         raise AccountRefused("Give the open leads to an active member of the front desk or a manager.")
+    now = clock.now()
     user.active = False
-    user.deactivated_at = clock.now()
+    user.deactivated_at = now
     ended = end_all_sessions(user)
-    moved = db.session.execute(
-        sa.update(Lead)
-        .where(Lead.owner_id == user.id, Lead.in_queue.is_(True))
-        .values(owner_id=leads_to.id if leads_to else None, updated_at=clock.now())
+    owned = list(
+        db.session.scalars(sa.select(Lead.id).where(Lead.owner_id == user.id, Lead.in_queue.is_(True)))
+    )
+    handed = bulk_reassign(owned, owner=leads_to, actor=actor, now=now, ip=ip, via=via) if owned else 0
+    db.session.execute(
+        sa.update(Task)
+        .where(Task.assignee_id == user.id, Task.done_at.is_(None))
+        .values(assignee_id=leads_to.id if leads_to else None)
         .execution_options(synchronize_session=False)
     )
-    handed = int(getattr(moved, "rowcount", 0) or 0)
+    db.session.execute(
+        sa.update(Lead)
+        .where(Lead.surgeon_id == user.id, Lead.stage == "surgical_review")
+        .values(surgeon_id=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    settings = get_settings()
+    if settings.default_surgeon_id == user.id:
+        settings.default_surgeon_id = None
     audit.record(
         "user_deactivate",
-        user_id=actor_id,
+        user_id=actor.id if actor else None,
         detail={
             "user_id": user.id,
             "sessions_ended": ended,

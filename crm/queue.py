@@ -625,7 +625,13 @@ def set_calling(lead: Lead, *, user: User, calling: bool, now: datetime) -> None
 
 
 def bulk_reassign(
-    lead_ids: Sequence[int], *, owner: User | None, actor: User, now: datetime, ip: str | None
+    lead_ids: Sequence[int],
+    *,
+    owner: User | None,
+    actor: User | None,
+    now: datetime,
+    ip: str | None,
+    via: str = "web",
 ) -> int:
     """Give many leads to one owner (or to nobody), auditing each lead; return how many."""
     ids = list(dict.fromkeys(lead_ids))
@@ -638,10 +644,11 @@ def bulk_reassign(
     for lead_id in ids:
         audit.record(
             "lead_reassign",
-            user_id=actor.id,
+            user_id=actor.id if actor else None,
             lead_id=lead_id,
             detail={"owner_id": owner.id if owner else None},
             ip=ip,
+            via=via,
         )
     return len(ids)
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import sqlalchemy as sa
 from flask import g, has_app_context
 
-from crm import audit
+from crm import audit, clock
 from crm.extensions import db
 from crm.models import STAGES, ClinicSettings, Holiday, User
 
@@ -85,12 +85,27 @@ class SettingsRefused(ValueError):
     """A setting the rules refuse; the message says which and why."""
 
 
+def clock_time(text: str) -> time | None:
+    """Read a stored "HH:MM" as the business clock does ("24:00", midnight, is None); junk is None."""
+    from crm.business_hours import _parse_time  # the clock's own reading of the stored shape
+
+    try:
+        return _parse_time(text)
+    except (ValueError, TypeError):
+        return None
+
+
 def _check_hours(hours: dict[str, list[str]]) -> None:
     for key, span in hours.items():
         name = WEEKDAYS[int(key)]
         if len(span) != 2 or not span[0] or not span[1]:
             raise SettingsRefused(f"{name}: give both the opening and the closing time, or neither (closed).")
-        if time.fromisoformat(span[1]) <= time.fromisoformat(span[0]):
+        opens, closes = clock_time(span[0]), clock_time(span[1])
+        if (
+            opens is None
+            or (closes is not None and closes <= opens)
+            or (closes is None and span[1] != "24:00")
+        ):
             raise SettingsRefused(f"{name}: the clinic must close after it opens.")
     if not hours:
         raise SettingsRefused("The clinic must be open on at least one day of the week.")
@@ -153,7 +168,7 @@ def add_holiday(day: date, name: str, *, actor: User, ip: str | None = None) -> 
         raise SettingsRefused("Name the holiday.")
     if db.session.scalar(sa.select(Holiday.id).where(Holiday.day == day)) is not None:
         raise SettingsRefused(f"{day:%b %-d, %Y} is already a holiday.")
-    if (clinic_today(datetime.now(clinic_tz())) - day).days > 366:
+    if (clinic_today(clock.now()) - day).days > 366:
         raise SettingsRefused("That day is more than a year ago; only days to come change the clock.")
     holiday = Holiday(day=day, name=name[:120])
     db.session.add(holiday)

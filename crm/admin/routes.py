@@ -102,9 +102,7 @@ def deactivate_staff() -> Response | tuple[str, int]:
     if form.leads_to.data and taker is None:
         return _staff_page(refusal=(user.id, "Choose who takes the open leads."), status=400)
     try:
-        ended, moved = deactivate_user(
-            user, actor_id=current_user.id, leads_to=taker, ip=client_ip(), via="web"
-        )
+        ended, moved = deactivate_user(user, actor=current_user, leads_to=taker, ip=client_ip(), via="web")
     except AccountRefused as error:
         db.session.rollback()
         return _staff_page(refusal=(user.id, str(error)), status=400)

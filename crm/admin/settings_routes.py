@@ -30,6 +30,7 @@ from crm.settings import (
     WEEKDAYS,
     SettingsRefused,
     add_holiday,
+    clock_time,
     get_settings,
     remove_holiday,
     update_settings,
@@ -102,8 +103,9 @@ def _filled_form() -> SettingsForm:
     for day in range(7):
         span = (s.business_hours or {}).get(str(day)) or []
         if len(span) == 2:
-            getattr(form, f"open_{day}").data = time.fromisoformat(span[0])
-            getattr(form, f"close_{day}").data = time.fromisoformat(span[1])
+            opens, closes = clock_time(span[0]), clock_time(span[1])
+            getattr(form, f"open_{day}").data = opens
+            getattr(form, f"close_{day}").data = time(0) if closes is None and opens else closes
     for stage in AGING_STAGES:
         getattr(form, f"aging_{stage}").data = (s.stage_aging_days or {}).get(stage)
     return form
@@ -116,6 +118,9 @@ def _page(
     status: int = 200,
 ) -> tuple[str, int]:
     form = form or _filled_form()
+    stored = get_settings().timezone
+    zones = TIMEZONES if stored in TIMEZONES else (stored, *TIMEZONES)  # never changed by a save
+    form.timezone.choices = [SelectChoice(tz, tz.replace("_", " ")) for tz in zones]
     form.default_surgeon.choices = [SelectChoice("", "None: unassigned referrals show to every surgeon")] + [
         SelectChoice(str(u.id), u.name) for u in _surgeons()
     ]
@@ -152,7 +157,9 @@ def save_settings() -> Response | tuple[str, int]:
     for day in range(7):
         opens, closes = getattr(form, f"open_{day}").data, getattr(form, f"close_{day}").data
         if opens or closes:
-            hours[str(day)] = [t.strftime("%H:%M") if t else "" for t in (opens, closes)]
+            # A close of 12:00 AM is midnight, the end of the day ("24:00" in the settings).
+            shut = "24:00" if closes == time(0) and opens else closes.strftime("%H:%M") if closes else ""
+            hours[str(day)] = [opens.strftime("%H:%M") if opens else "", shut]
     changes: dict[str, Any] = {
         "timezone": form.timezone.data,
         "business_hours": hours,

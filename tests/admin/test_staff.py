@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from crm import clock
 from crm.extensions import db
-from crm.models import AuditEvent, Lead, User, UserSession
+from crm.models import AuditEvent, ClinicSettings, Lead, Task, User, UserSession
 from crm.passwords import verify_password
+from crm.settings import get_settings
 from tests.conftest import DEFAULT_PASSWORD, csrf_token, sign_in
 
 NEW_PASSWORD = "a lighthouse keeps its lamp lit"
@@ -110,6 +112,19 @@ def test_deactivating_hands_the_open_leads_over_and_keeps_the_closed_ones(
     taker = make_user("front_desk", email="taker@clinic.test", name="Ana Taker")
     open_a, open_b = make_lead(owner_id=leaving.id), make_lead(owner_id=leaving.id)
     closed = make_lead(owner_id=leaving.id, stage="closed", in_queue=False, close_reason="no_response")
+    callback = Task(
+        lead_id=open_a.id, kind="callback", title="Call back", due_at=clock.now(), assignee_id=leaving.id
+    )
+    done = Task(
+        lead_id=open_b.id,
+        kind="callback",
+        title="Called",
+        due_at=clock.now(),
+        assignee_id=leaving.id,
+        done_at=clock.now(),
+    )
+    db.session.add_all([callback, done])
+    db.session.commit()
     page = client.get("/admin").get_data(as_text=True)
     assert f'for="leads-to-{leaving.id}">Give their 2 open leads to' in page
 
@@ -125,6 +140,37 @@ def test_deactivating_hands_the_open_leads_over_and_keeps_the_closed_ones(
     assert owners == {open_a.id: taker.id, open_b.id: taker.id, closed.id: leaving.id}
     event = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "user_deactivate")).one()
     assert event.detail["leads_to"] == taker.id and event.detail["leads_moved"] == 2
+    # Each lead's reassignment is in its own audit trail, and the open call-back went along.
+    moved = db.session.scalars(
+        sa.select(AuditEvent.lead_id).where(AuditEvent.action == "lead_reassign")
+    ).all()
+    assert sorted(moved) == sorted([open_a.id, open_b.id])
+    assert db.session.get(Task, callback.id).assignee_id == taker.id
+    assert db.session.get(Task, done.id).assignee_id == leaving.id  # history stays as it was
+
+
+def test_deactivating_a_surgeon_unassigns_their_referrals_and_the_clinic_default(
+    client, login_as, make_user, make_lead
+):
+    login_as("admin")
+    leaving = make_user("surgeon", email="dr.gone@clinic.test")
+    referral = make_lead(stage="surgical_review", surgeon_id=leaving.id, tags=["history:failed_pt"])
+    settings = get_settings()
+    settings.default_surgeon_id = leaving.id
+    db.session.commit()
+    assert _post(client, "users/deactivate", user_id=str(leaving.id), leads_to="").status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Lead, referral.id).surgeon_id is None  # every surgeon sees it now
+    assert db.session.get(ClinicSettings, 1).default_surgeon_id is None
+
+
+def test_a_hand_over_to_the_person_leaving_is_refused(client, login_as, make_user, make_lead):
+    login_as("admin")
+    leaving = make_user("front_desk")
+    make_lead(owner_id=leaving.id)
+    response = _post(client, "users/deactivate", user_id=str(leaving.id), leads_to=str(leaving.id))
+    assert response.status_code == 400
+    assert _user(leaving.email).active
 
 
 def test_an_admin_cannot_deactivate_themselves_nor_hand_leads_to_a_surgeon(client, login_as, make_user):
@@ -152,12 +198,13 @@ def test_an_admin_cannot_deactivate_themselves_nor_hand_leads_to_a_surgeon(clien
 def test_only_an_admin_manages_staff(client, login_as, make_user, role):
     login_as(role)
     other = make_user("front_desk")
+    token = csrf_token(client.get("/leads" if role != "surgeon" else "/referrals").get_data(as_text=True))
     assert client.get("/admin").status_code == 403
     for path, data in (
         ("users", {"name": "X", "email": "x@clinic.test", "role": "admin", "password": NEW_PASSWORD}),
         ("users/password", {"user_id": str(other.id), "password": NEW_PASSWORD}),
         ("users/deactivate", {"user_id": str(other.id), "leads_to": ""}),
     ):
-        assert client.post(f"/admin/{path}", data=data).status_code in (400, 403)
+        assert client.post(f"/admin/{path}", data={"csrf_token": token, **data}).status_code == 403
     assert _user("x@clinic.test") is None
     assert _user(other.email).active
