@@ -8,12 +8,12 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-# Argon2id with 19 MiB, 10 passes, one lane. An attacker's cost grows with memory × passes
-# (OWASP's equivalent settings keep that product: 19 MiB × 2 is its minimum); 19 × 10 is about
-# RFC 9106's low-memory profile (64 MiB × 3 = 192), at about the same time per check (90 ms
-# against 110 here). What it changes is the memory a sign-in takes from its worker while it
-# runs: 19 MiB instead of 64, which kept a worker that had served a day's pages over its
-# 250 MB budget (PRODUCT §9) at each sign-in.
+# Argon2id with 19 MiB, 10 passes, one lane: above OWASP's minimum (19 MiB × 2), and with about
+# the memory × passes of RFC 9106's low-memory profile (64 MiB × 3 = 192), at about the same time
+# per check (90 ms against 110 here). The trade: an attacker's GPU fits about three times more
+# guesses at once in its memory than at 64 MiB. What it buys: a sign-in takes 19 MiB from its
+# worker instead of 64, which kept a worker that had served a day's pages over its 250 MB
+# budget (PRODUCT §9) at each sign-in.
 MEMORY_KIB = 19 * 1024
 TIME_COST = 10
 PARALLELISM = 1

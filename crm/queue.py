@@ -30,7 +30,7 @@ from sqlalchemy.orm import joinedload, load_only
 from crm import audit, phones
 from crm.authz import MAX_ID
 from crm.extensions import db
-from crm.models import Lead, LeadSearchTerm, LeadTag, Task, User
+from crm.models import Lead, LeadSearchTerm, LeadTag, User
 from crm.text import fold, name_terms
 
 PAGE_SIZE = 50
@@ -654,28 +654,14 @@ def bulk_reassign(
 
 
 def bulk_not_a_patient(lead_ids: Sequence[int], *, actor: User, now: datetime, ip: str | None) -> int:
-    """Mark many leads "not a patient": they leave the queue and the metrics but are kept.
-
-    Their open tasks (a call-back to a spam caller) are done by the same hand: nobody is to
-    call them back, and they would otherwise stay overdue in someone's task list.
-    """
+    """Mark many leads "not a patient": they leave the queue and the metrics but are kept."""
     ids = list(dict.fromkeys(lead_ids))
     db.session.execute(
         sa.update(Lead)
         .where(Lead.id.in_(ids))
         .values(
-            not_a_patient=True,
-            in_queue=False,
-            not_a_patient_reason="Marked from the queue",
-            next_task_due_at=None,
-            updated_at=now,
+            not_a_patient=True, in_queue=False, not_a_patient_reason="Marked from the queue", updated_at=now
         )
-        .execution_options(synchronize_session=False)
-    )
-    db.session.execute(
-        sa.update(Task)
-        .where(Task.lead_id.in_(ids), Task.done_at.is_(None))
-        .values(done_at=now, done_by_id=actor.id)
         .execution_options(synchronize_session=False)
     )
     for lead_id in ids:

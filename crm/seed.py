@@ -1800,14 +1800,12 @@ class _Seeder:
                 assignee = owner or (self.desk() if rng.random() < 0.7 else None)
                 old = t < self.end - 3 * 86400
                 done_at = None
-                if rng.random() < (0.998 if old else 0.5):
+                if (old and rng.random() < 0.998) or (not old and rng.random() < 0.5):
                     if rng.random() < 0.7:  # most call-backs are made by their due time
                         room = min(600, due - t - 120) if due == t + 900 else 0  # after hours: at opening
                         done_at = min(self.end - 1, due - rng.randint(0, room))
                     else:
                         done_at = min(self.end - 1, due + rng.randint(300, 26 * 3600))
-                elif not_patient:  # spam, a vendor, an existing patient: the desk closed it
-                    done_at = min(self.end - 1, due)
                 kind = "Call back: voicemail" if voicemail else "Call back: missed call"
                 task_rows.append(
                     (

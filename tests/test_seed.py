@@ -313,23 +313,3 @@ def test_seed_demo_command_exits_zero(runner: Any) -> None:
     assert result.exit_code == 0, result.output
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Lead)) == 50
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Call)) == 200
-
-
-def test_no_call_back_to_a_non_patient_is_left_open(seeded: str) -> None:
-    """A missed call from spam, a vendor or an existing patient gets its call-back task closed by
-    the desk: the demo's task lists hold only patients to call back."""
-    open_for_non_patients = db.session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Task)
-        .join(Call, Call.id == Task.call_id)
-        .outerjoin(Lead, Lead.id == Task.lead_id)
-        .where(Task.done_at.is_(None), sa.or_(Call.not_a_patient.is_(True), Lead.not_a_patient.is_(True)))
-    )
-    missed_non_patients = db.session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Task)
-        .join(Call, Call.id == Task.call_id)
-        .where(Call.not_a_patient.is_(True))
-    )
-    assert missed_non_patients > 0  # there are such call-backs to close
-    assert open_for_non_patients == 0

@@ -460,7 +460,13 @@ def render_lead_page(
         can_override=can(current_user, "override_gate"),
         refused_task_form=task_form,
     )
-    return body if status == 200 else (body, status)
+    if status == 200:
+        return body
+    # A refused form shows the whole record again: that is a view of it, audited as the page's
+    # own GET is (nothing else is pending: the refusal rolled back or changed nothing).
+    audit.record("lead_view", user_id=current_user.id, lead_id=lead.id, ip=client_ip())
+    audit.commit_view()
+    return body, status
 
 
 def active_staff() -> list[User]:
@@ -524,7 +530,14 @@ def my_tasks() -> str:
     """List the signed-in user's open tasks, earliest due first."""
     tasks = db.session.scalars(
         sa.select(Task)
-        .where(Task.assignee_id == current_user.id, Task.done_at.is_(None))
+        .where(
+            Task.assignee_id == current_user.id,
+            Task.done_at.is_(None),
+            # A call-back to spam, a vendor or an existing patient is nobody's work: the task
+            # stays as it was (the call-back figures count it so), but this list leaves it out.
+            ~sa.exists().where(Lead.id == Task.lead_id, Lead.not_a_patient.is_(True)),
+            ~sa.exists().where(Call.id == Task.call_id, Call.not_a_patient.is_(True)),
+        )
         .options(
             joinedload(Task.lead).load_only(
                 Lead.first_name, Lead.last_name, Lead.phone, Lead.consent_phone, Lead.stage

@@ -212,6 +212,8 @@ def test_an_empty_note_is_refused(client, login_as, make_lead):
     card = html[html.index('id="note-h"') :]
     assert "Write the note first." in card[: card.index("</form>")]
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Note)) == 0
+    # The page shown again is a view of the record, audited as such.
+    assert audit_actions(lead.id).count("lead_view") == 2  # the GET before, and the refusal
 
 
 def test_a_refused_note_keeps_what_was_written(client, login_as, make_lead):

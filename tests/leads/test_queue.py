@@ -8,9 +8,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from crm import clock
 from crm.extensions import db
-from crm.models import AuditEvent, Lead, LeadSearchTerm, Task
+from crm.models import AuditEvent, Lead, LeadSearchTerm
 from crm.text import search_terms
 from tests.conftest import csrf_token, utc
 
@@ -340,12 +339,6 @@ def test_bulk_reassign_and_not_a_patient(client, login_as, lead, make_user):
     login_as("front_desk")
     other = make_user("front_desk")
     a, b, c = lead(), lead(), lead()
-    for target in (a, c):
-        db.session.add(
-            Task(lead_id=target.id, kind="callback", title="Call back: missed call", due_at=clock.now())
-        )
-    db.session.commit()
-    kept_task = db.session.scalars(sa.select(Task).where(Task.lead_id == a.id)).one()
     token = csrf_token(client.get("/leads").get_data(as_text=True))
 
     client.post(
@@ -366,10 +359,6 @@ def test_bulk_reassign_and_not_a_patient(client, login_as, lead, make_user):
     assert [db.session.get(Lead, i).owner_id for i in (a.id, b.id, c.id)] == [other.id, other.id, None]
     spam = db.session.get(Lead, c.id)
     assert (spam.not_a_patient, spam.in_queue) == (True, False)
-    # Its call-back is done by the same hand: nobody calls a spam caller back.
-    callback = db.session.scalars(sa.select(Task).where(Task.lead_id == c.id)).one()
-    assert callback.done_at is not None and spam.next_task_due_at is None
-    assert db.session.get(Task, kept_task.id).done_at is None  # another lead's task stays open
     actions = db.session.scalars(sa.select(AuditEvent.action).where(AuditEvent.lead_id.is_not(None))).all()
     assert sorted(actions) == ["lead_not_a_patient", "lead_reassign", "lead_reassign"]
     assert get_ids(client) == sorted([a.id, b.id], reverse=True)
