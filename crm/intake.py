@@ -31,7 +31,7 @@ Rules kept here (PRODUCT §2, §3, §4, §6):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -94,6 +94,8 @@ class ContactIn:
     insurance: str | None = None
     consent: dict[str, bool | None] = field(default_factory=dict)  # phone/sms/email/detailed_voicemail
     message: str | None = None  # the patient's own words: run through the tagger
+    # When the contact reached the clinic, for ``receive_contacts_bulk`` (None: its ``now``).
+    arrived_at: datetime | None = None
 
 
 @dataclass
@@ -257,16 +259,33 @@ def _open_leads(phone: str | None, email: str | None) -> list[Lead]:
         conditions.append(Lead.email == email)
     if not conditions:
         return []
+    return _locked_open_leads(sa.or_(*conditions), limit=50)
+
+
+def _locked_open_leads(condition: Any, *, limit: int | None) -> list[Lead]:
     query = (
         sa.select(Lead)
-        .where(sa.or_(*conditions), Lead.stage != "closed", Lead.merged_into_id.is_(None))
+        .where(condition, Lead.stage != "closed", Lead.merged_into_id.is_(None))
         .order_by(Lead.id)
-        .limit(50)
+        .limit(limit)
         .execution_options(populate_existing=True)
     )
     if _is_postgres():
         query = query.with_for_update(of=Lead)
     return list(db.session.scalars(query))
+
+
+def _candidates_of(contacts: list[tuple[str | None, str | None]]) -> list[list[Lead]]:
+    """``_open_leads`` for each (phone, email) pair, in one query (locked the same way)."""
+    wanted_phones = sorted({phone for phone, _ in contacts if phone})
+    wanted_emails = sorted({email for _, email in contacts if email})
+    conditions = [Lead.phone.in_(wanted_phones)] if wanted_phones else []
+    conditions += [Lead.email.in_(wanted_emails)] if wanted_emails else []
+    found = _locked_open_leads(sa.or_(*conditions), limit=None) if conditions else []
+    return [
+        [lead for lead in found if (phone and lead.phone == phone) or (email and lead.email == email)][:50]
+        for phone, email in contacts
+    ]
 
 
 def _most_recent(leads: Iterable[Lead]) -> Lead | None:
@@ -279,9 +298,15 @@ class _Match:
     duplicate_of: Lead | None = None
 
 
-def _match(contact: ContactIn, phone: str | None, email: str | None) -> _Match:
-    """Apply PRODUCT §2's duplicate rule to the open leads sharing the phone or email."""
-    candidates = _open_leads(phone, email)
+def _match(
+    contact: ContactIn, phone: str | None, email: str | None, candidates: list[Lead] | None = None
+) -> _Match:
+    """Apply PRODUCT §2's duplicate rule to the open leads sharing the phone or email.
+
+    ``candidates``: those leads, when the caller has just read them (``_candidates_of``).
+    """
+    if candidates is None:
+        candidates = _open_leads(phone, email)
     if not candidates:
         return _Match()
     by_phone = [lead for lead in candidates if phone and lead.phone == phone]
@@ -439,8 +464,12 @@ def find_or_create_lead(
     now: datetime,
     ip_address: str | None = None,
     calendar: BusinessCalendar | None = None,
+    candidates: list[Lead] | None = None,
 ) -> IntakeResult:
     """Attach a contact to its open lead, or make a new lead (PRODUCT §2's duplicate rule).
+
+    ``candidates``: the open leads sharing its phone or email, locked, when the caller (bulk
+    intake) has just read them for many contacts at once.
 
     :raises IntakeRefused: for an unknown source.
     """
@@ -450,7 +479,8 @@ def find_or_create_lead(
     email = _email(contact.email)
     cal = _calendar(calendar)
     for _ in range(3):  # a lost race on the phone key means: look again, the winner is there now
-        match = _match(contact, phone, email)
+        match = _match(contact, phone, email, candidates)
+        candidates = None  # a lost race: read them again
         if match.attach_to is not None:
             lead = match.attach_to
             _update_attached(lead, contact, phone, email, now)
@@ -537,6 +567,8 @@ def receive_contacts_bulk(
     taken_emails = _open_keys(Lead.email, {e for _, e in keys if e})
     round_robin = get_settings().round_robin
     fresh: list[int] = []
+    first: list[int] = []  # not plain, and neither its phone nor its email is an earlier contact's
+    seen: set[str] = set()
     for index, (contact, (phone, email)) in enumerate(zip(contacts, keys, strict=True)):
         plain = (
             contact.source in SOURCES
@@ -548,10 +580,14 @@ def receive_contacts_bulk(
         )
         if plain:
             fresh.append(index)
+        elif contact.source in SOURCES and not ({phone, email} & seen):
+            first.append(index)
         if phone:  # a later contact with this phone or email may attach: per-row rule
             taken_phones.add(phone)
+            seen.add(phone)
         if email:
             taken_emails.add(email)
+            seen.add(email)
     results: dict[int, BulkRow] = {}
     if fresh:
         try:
@@ -559,12 +595,17 @@ def receive_contacts_bulk(
                 results = _insert_new_leads([(i, contacts[i], *keys[i]) for i in fresh], now=now, cal=cal)
         except IntegrityError:  # another intake took a phone meanwhile: let the per-row rule decide
             results = {}
+    # The open leads of the contacts that go the per-row way, read at once; a contact sharing a
+    # phone or email with an earlier one reads them again (that one may have changed them).
+    candidates = dict(zip(first, _candidates_of([keys[i] for i in first]), strict=True)) if first else {}
     for index, contact in enumerate(contacts):
         if index in results:
             continue
         try:
             with guard():
-                found = find_or_create_lead(contact, now=now, calendar=cal)
+                found = find_or_create_lead(
+                    contact, now=contact.arrived_at or now, calendar=cal, candidates=candidates.get(index)
+                )
         except IntakeRefused as error:
             results[index] = BulkRow(lead_id=None, created=False, refused=str(error))
             continue
@@ -581,17 +622,19 @@ def _insert_new_leads(
     rows: list[tuple[int, ContactIn, str | None, str | None]], *, now: datetime, cal: BusinessCalendar
 ) -> dict[int, BulkRow]:
     """Insert new leads with their stage change, search terms and tags as ``find_or_create_lead`` would."""
-    due = add_business_minutes(now, cal.target_minutes, cal)
-    today = cal.local_date(now)
+    due_at: dict[datetime, datetime] = {}
     tags_of: dict[str, list[str]] = {}
     leads, codes_per_row = [], []
     for _, contact, phone, email in rows:
-        lead = _new_lead(contact, phone, email, now)
+        arrived = contact.arrived_at or now
+        if arrived not in due_at:
+            due_at[arrived] = add_business_minutes(arrived, cal.target_minutes, cal)
+        lead = _new_lead(contact, phone, email, arrived)
         lead.open_phone_key = phone
-        lead.first_contact_due_at = due
+        lead.first_contact_due_at = due_at[arrived]
         message = contact.message if contact.message and contact.message.strip() else None
         if message is not None and message not in tags_of:
-            tags_of[message] = tag_complaint(message, today=today)
+            tags_of[message] = tag_complaint(message, today=cal.local_date(arrived))
         codes = tags_of[message] if message is not None else []
         lead.urgent = is_urgent(codes)
         leads.append(lead)
@@ -605,10 +648,10 @@ def _insert_new_leads(
     )
     stages, terms, tag_rows, changes = [], [], [], []
     for lead_id, lead, codes in zip(ids, leads, codes_per_row, strict=True):
-        stages.append({"lead_id": lead_id, "from_stage": None, "to_stage": "new", "at": now})
+        stages.append({"lead_id": lead_id, "from_stage": None, "to_stage": "new", "at": lead.created_at})
         words = search_terms(lead.first_name, lead.last_name)
         terms += [{"lead_id": lead_id, "term": word} for word in words]
-        new_tags, new_changes = tagging.new_lead_tag_rows(lead_id, codes, origin="auto", at=now)
+        new_tags, new_changes = tagging.new_lead_tag_rows(lead_id, codes, origin="auto", at=lead.created_at)
         tag_rows += new_tags
         changes += new_changes
     for model, batch in (
@@ -761,20 +804,28 @@ def _clinic_line(ev: CallEventIn, direction: str, lines: Mapping[str, str]) -> s
 
 
 def _upsert_call(values: dict[str, Any]) -> Call:
-    """Insert a call or merge a callback into it by CallSid; return the call as it now is.
+    """Insert a call or merge a callback into it by CallSid; return the call as it now is."""
+    return _upsert_calls([values])[0]
+
+
+def _upsert_calls(rows: list[dict[str, Any]]) -> list[Call]:
+    """Insert calls or merge callbacks into them by CallSid (one statement; each SID once).
 
     The highest SequenceNumber sets the status, and a final status is never left; identity
     columns are filled once (a leg may have made a placeholder first); ``answered`` only
-    ever turns on; a recording, notes and a handler are kept once given. The row comes back
-    from the statement itself (``RETURNING``), not from a second read.
+    ever turns on; a recording, notes and a handler are kept once given. The rows come back
+    from the statement itself (``RETURNING``, in the order given), not from a second read.
     """
     db.session.flush()
     dialect = "postgresql" if _is_postgres() else "sqlite"
-    options = {rollups.SIDS_OPTION: (values["call_sid"],), "populate_existing": True}
-    call, *inserted = db.session.execute(_call_upsert(dialect), values, execution_options=options).one()
-    if inserted and inserted[0]:
-        rollups.note_created_call(db.session(), values["call_sid"])
-    return call
+    options = {rollups.SIDS_OPTION: tuple(row["call_sid"] for row in rows), "populate_existing": True}
+    params = rows[0] if len(rows) == 1 else rows
+    calls = []
+    for call, *inserted in db.session.execute(_call_upsert(dialect), params, execution_options=options):
+        if inserted and inserted[0]:
+            rollups.note_created_call(db.session(), call.call_sid)
+        calls.append(call)
+    return calls
 
 
 @cache
@@ -783,7 +834,9 @@ def _call_upsert(dialect: str) -> Any:
     table = Call.__table__
     stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Call)
     new, old = stmt.excluded, table.c
-    wins = sa.and_(old.status.not_in(FINAL_CALL_STATUSES), new.sequence_number >= old.sequence_number)
+    # Plain comparisons, not an expanding ``NOT IN``: the statement also runs with many rows at once.
+    not_final = [old.status != status for status in FINAL_CALL_STATUSES]
+    wins = sa.and_(*not_final, new.sequence_number >= old.sequence_number)
     placeholder = old.line.is_(None)
     earlier = new.started_at < old.started_at
 
@@ -821,6 +874,7 @@ def _call_upsert(dialect: str) -> Any:
         Call,
         # PostgreSQL: whether this statement inserted the row (so the roll-ups add its own cell).
         *([sa.literal_column("(xmax = 0)").label("inserted")] if dialect == "postgresql" else []),
+        sort_by_parameter_order=True,  # many rows at once: each comes back in its parameters' place
     )
 
 
@@ -859,33 +913,61 @@ def _call_values(
 
 def _callback_task(call: Call, lead: Lead | None, cal: BusinessCalendar, now: datetime) -> tuple[Task, bool]:
     """Make the call's one call-back task (idempotent by call and kind); True when new."""
-    due = add_business_minutes(min(call.started_at, now), cal.target_minutes, cal)
-    withheld = _caller_number(call.from_number) is None
-    title = "Missed call from a withheld number" if withheld else "Call back: missed call"
-    stmt = (
-        _insert(Task)
-        .values(
-            lead_id=lead.id if lead else None,
-            call_id=call.id,
-            kind="callback",
-            title=title,
-            due_at=due,
-            assignee_id=lead.owner_id if lead else None,
-            attempt=1,
-            created_at=now,
+    return _callback_tasks([(call, lead)], cal, now)[0]
+
+
+def _callback_tasks(
+    missed: list[tuple[Call, Lead | None]], cal: BusinessCalendar, now: datetime
+) -> list[tuple[Task, bool]]:
+    """Make each missed call's one call-back task (idempotent by call and kind); True when new.
+
+    One read of their tasks, one INSERT of those missing and a read of those; each call
+    appears once.
+    """
+    rows, due_of = [], {}
+    for call, lead in missed:
+        due_of[call.id] = add_business_minutes(min(call.started_at, now), cal.target_minutes, cal)
+        withheld = _caller_number(call.from_number) is None
+        rows.append(
+            {
+                "lead_id": lead.id if lead else None,
+                "call_id": call.id,
+                "kind": "callback",
+                "title": "Missed call from a withheld number" if withheld else "Call back: missed call",
+                "due_at": due_of[call.id],
+                "assignee_id": lead.owner_id if lead else None,
+                "attempt": 1,
+                "created_at": now,
+            }
         )
-        .on_conflict_do_nothing(index_elements=["call_id", "kind"])
-        .returning(Task.__table__.c.id)
-    )
-    new_id = db.session.execute(stmt).scalar()
-    task_id = new_id or db.session.scalar(
-        sa.select(Task.id).where(Task.call_id == call.id, Task.kind == "callback")
-    )
-    task = db.session.get(Task, task_id)
-    assert task is not None
-    if new_id is not None and lead is not None:
-        lead.next_task_due_at = due if lead.next_task_due_at is None else min(lead.next_task_due_at, due)
-    return task, new_id is not None
+    if not rows:
+        return []
+    call_ids = [call.id for call, _ in missed]
+
+    def load(ids: list[int]) -> dict[int, Task]:
+        query = sa.select(Task).where(Task.call_id.in_(ids), Task.kind == "callback")
+        return {task.call_id: task for task in db.session.scalars(query)}
+
+    # A callback repeated for a missed call finds its task: nothing is written (so the
+    # roll-ups see no task touched, and do not count the call's day again).
+    tasks = load(call_ids)
+    rows = [row for row in rows if row["call_id"] not in tasks]
+    created: set[int] = set()
+    if rows:
+        stmt = (
+            _insert(Task.__table__)  # the table's: the ORM's bulk INSERT takes no ON CONFLICT
+            .on_conflict_do_nothing(index_elements=["call_id", "kind"])  # a concurrent callback's
+            .returning(Task.__table__.c.call_id)
+        )
+        created = set(db.session.execute(stmt, rows[0] if len(rows) == 1 else rows).scalars())
+        tasks |= load([row["call_id"] for row in rows])
+    out = []
+    for call, lead in missed:
+        due = due_of[call.id]
+        if call.id in created and lead is not None:
+            lead.next_task_due_at = due if lead.next_task_due_at is None else min(lead.next_task_due_at, due)
+        out.append((tasks[call.id], call.id in created))
+    return out
 
 
 def _first_contact(lead: Lead, at: datetime) -> None:
@@ -929,8 +1011,13 @@ def _settle(
     result: IntakeResult,
     *,
     said_answered: bool | None,
+    make_task: bool = True,
 ) -> None:
-    """Apply what the call's current state means: missed → task, answered → first contact, attempts."""
+    """Apply what the call's current state means: missed → task, answered → first contact, attempts.
+
+    With ``make_task=False`` the caller makes the call-back tasks of many calls at once
+    (``_callback_tasks``) for the calls left ``missed``.
+    """
     local = cal.local(call.started_at)
     call.local_hour, call.local_weekday = local.hour, local.weekday()
     if lead is not None:
@@ -939,7 +1026,7 @@ def _settle(
         call.voicemail = bool(call.recording_url) and not call.answered
         if call.status in MISSED_CALL_STATUSES or call.voicemail:
             call.missed = True
-        if call.missed:
+        if call.missed and make_task:
             result.task, result.details["task_created"] = _callback_task(call, lead, cal, now)
         if call.answered and lead is not None:
             _first_contact(lead, call.started_at)
@@ -969,6 +1056,146 @@ def receive_call_event(
     return _record_call(ev, lines=lines, now=now or clock.now(), cal=calendar)
 
 
+def receive_call_events(
+    events: Sequence[CallEventIn],
+    *,
+    lines: Mapping[str, str],
+    now: datetime | None = None,
+    calendar: BusinessCalendar | None = None,
+) -> list[IntakeResult | IntakeRefused]:
+    """Record many call events in order, as ``receive_call_event`` would one after another.
+
+    The webhook's status callbacks that arrive together come here. Each result is in its
+    event's place: an ``IntakeResult``, or the ``IntakeRefused`` that event got (nothing of
+    it is written; the others are). A run of plain status callbacks (a CallSid, a clinic line,
+    no notes, each SID once in the run) is written set-wise: one upsert of the calls, one read
+    of their leads, intake's bulk path for new callers (``receive_contacts_bulk``: the same
+    duplicate rule), one INSERT of the call-back tasks. Legs, notes and a SID seen again in
+    the run go through ``_record_call``, in their place.
+    """
+    now = now or clock.now()
+    cal = _calendar(calendar)
+    out: list[IntakeResult | IntakeRefused | None] = [None] * len(events)
+    run: list[tuple[int, CallEventIn, str, str]] = []
+    sids: set[str] = set()
+
+    def write_run() -> None:
+        for (index, *_), result in zip(run, _record_calls(run, lines=lines, now=now, cal=cal), strict=True):
+            out[index] = result
+        run.clear()
+        sids.clear()
+
+    for index, event in enumerate(events):
+        try:
+            checked, direction, line = check_call_event(event, lines=lines)
+        except IntakeRefused as refused:
+            out[index] = refused
+            continue
+        sid = _clean(checked.call_sid, 64)
+        if line is None or not sid or (checked.notes or "").strip():
+            write_run()
+            out[index] = _record_call(checked, lines=lines, now=now, cal=cal)
+            continue
+        if sid in sids:  # the same call again: after the run that holds its earlier callback
+            write_run()
+        run.append((index, checked, direction, line))
+        sids.add(sid)
+    write_run()
+    return [result for result in out if result is not None]
+
+
+def _record_calls(
+    run: list[tuple[int, CallEventIn, str, str]],
+    *,
+    lines: Mapping[str, str],
+    now: datetime,
+    cal: BusinessCalendar,
+) -> list[IntakeResult]:
+    """``_record_call`` for checked status callbacks of distinct calls, in a few statements."""
+    if not run:
+        return []
+    rows = [
+        _call_values(
+            ev,
+            direction=direction,
+            line=line,
+            campaign=lines[line],
+            started=ev.started_at or now,
+            now=now,
+            cal=cal,
+        )
+        for _, ev, direction, line in run
+    ]
+    calls = _upsert_calls(rows)
+    results = [IntakeResult(lead=None, created=False, call=call) for call in calls]
+    # The callers the clinic has no lead for yet on these calls: intake's bulk path, once each.
+    contacts: dict[str, ContactIn] = {}
+    for call in calls:
+        caller = (
+            _caller_number(call.from_number) if call.lead_id is None and call.direction == "inbound" else None
+        )
+        if caller is not None and caller not in contacts:
+            arrived = min(call.started_at, now)
+            contacts[caller] = ContactIn(
+                source="phone", phone=caller, campaign=call.campaign, arrived_at=arrived
+            )
+    found: dict[str, BulkRow] = {}
+    if contacts:
+        found = dict(
+            zip(contacts, receive_contacts_bulk(list(contacts.values()), now=now, calendar=cal), strict=True)
+        )
+    wanted = {call.lead_id for call in calls if call.lead_id is not None}
+    wanted |= {row.lead_id for row in found.values() if row.lead_id is not None}
+    leads = (
+        {lead.id: lead for lead in db.session.scalars(sa.select(Lead).where(Lead.id.in_(wanted)))}
+        if wanted
+        else {}
+    )
+    linked_callers: set[str] = set()
+    missed: list[tuple[Call, Lead | None, IntakeResult]] = []
+    for (_, ev, _, _), call, result in zip(run, calls, results, strict=True):
+        lead: Lead | None = None
+        if call.lead_id is not None:
+            lead = leads.get(call.lead_id)
+        elif call.direction == "inbound":
+            caller = _caller_number(call.from_number)
+            row = found.get(caller) if caller is not None else None
+            if row is not None and row.lead_id is not None:
+                lead = leads[row.lead_id]
+                result.created = row.created and caller not in linked_callers  # the caller's first call
+                linked_callers.add(caller)
+        else:
+            lead, _ = _link_lead(call, ev, cal, now)  # outbound: finds the callee's lead, makes none
+        if lead is not None:
+            call.lead_id = lead.id
+        result.lead = lead
+        _settle(call, lead, cal, now, result, said_answered=ev.answered, make_task=False)
+        if call.missed:
+            missed.append((call, lead, result))
+    tasks = _callback_tasks([(call, lead) for call, lead, _ in missed], cal, now)
+    for (_, _, result), (task, created) in zip(missed, tasks, strict=True):
+        result.task, result.details["task_created"] = task, created
+    return results
+
+
+def check_call_event(ev: CallEventIn, *, lines: Mapping[str, str]) -> tuple[CallEventIn, str, str | None]:
+    """Refuse a call event intake cannot record; return it with Twilio's ``initiated`` read as
+    ``queued``, its direction (inbound | outbound) and its clinic line (None for a leg).
+
+    Reads no database, writes nothing.
+
+    :raises IntakeRefused: for an unknown status or direction, or a line that is not the clinic's.
+    """
+    status = "queued" if ev.status == "initiated" else ev.status
+    if status not in CALL_STATUSES:
+        raise IntakeRefused("The call status is not one of Twilio's call statuses.")
+    ev = replace(ev, status=status)
+    direction = _direction(ev.direction)
+    if ev.parent_call_sid:
+        return ev, direction, None
+    return ev, direction, _clinic_line(ev, direction, lines)
+
+
 def _record_call(
     ev: CallEventIn,
     *,
@@ -977,16 +1204,11 @@ def _record_call(
     lead: Lead | None = None,
     cal: BusinessCalendar | None = None,
 ) -> IntakeResult:
-    status = "queued" if ev.status == "initiated" else ev.status
-    if status not in CALL_STATUSES:
-        raise IntakeRefused("The call status is not one of Twilio's call statuses.")
-    ev = replace(ev, status=status)
-    direction = _direction(ev.direction)
+    ev, direction, line = check_call_event(ev, lines=lines)
     cal = _calendar(cal)
     started = ev.started_at or now
-    if ev.parent_call_sid:
+    if line is None:  # a leg of a call
         return _record_leg(ev, started=started, now=now, cal=cal)
-    line = _clinic_line(ev, direction, lines)
     values = _call_values(
         ev, direction=direction, line=line, campaign=lines[line], started=started, now=now, cal=cal
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import phonenumbers
 
@@ -20,6 +21,12 @@ def normalize(raw: str | None, *, region: str = DEFAULT_REGION) -> str | None:
     text = raw.strip()[:64]
     if not text:
         return None
+    return _normalize(text, region)
+
+
+@lru_cache(maxsize=8192)
+def _normalize(text: str, region: str) -> str | None:
+    """Parse once per distinct text: a status callback's numbers are read several times (~0.1 ms each)."""
     try:
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
