@@ -49,7 +49,11 @@ and day only when a column the roll-ups read differs (it covers the ORM's later 
 that call too); likewise a dirty ORM call or lead marks only when such a column changed. A
 call the transaction created, with no call-back task, adds its own cell instead of
 recounting its day (SQLite: one writer at a time; PostgreSQL: the upsert's ``xmax = 0`` says
-it inserted the row, and the day's lock is taken shared). Just before the commit,
+it inserted the row, and the day's lock is taken shared). A call that was there and changed,
+whose task the transaction did not touch (a later status callback moving its start by its
+duration, answering it, linking it to its lead), takes its old cell's counts back and adds the
+new ones, unless a call-back count would move with it (missed before and not after, or in
+another cell): then its day is counted again. Just before the commit,
 each touched lead's facts are computed again from the raw tables and each touched call day
 is counted again, and the differences are added to the aggregates — all in the committing
 transaction. Writes that bypass the session (the seed's driver-level bulk load) end with
@@ -774,7 +778,7 @@ def note_created_call(session: Session, sid: str) -> None:
 
 def _check_calls(
     session: Session, leads: set[int], moments: set[datetime], touched: set[int]
-) -> list[tuple[int, tuple[Any, ...]]]:
+) -> tuple[list[tuple[int, tuple[Any, ...]]], list[tuple[tuple[Any, ...], tuple[Any, ...]]]]:
     """Mark the upserted calls whose roll-up columns differ from before the transaction.
 
     A call this transaction created, and whose call-back task it did not touch (``touched``),
@@ -782,11 +786,19 @@ def _check_calls(
     recounted. On SQLite (``BEGIN IMMEDIATE``: no other writer between the two reads) "not
     there before" says it was created; on PostgreSQL only the upsert itself can say so
     (``note_created_call``), as another transaction may insert the same SID in between.
+
+    A call that was there, whose task was not touched, and that is either not missed before
+    or after (so it adds nothing to the call-back counts) or missed both times in the same
+    cell, is returned as a (before, after) pair: its old contribution is taken back and the
+    new one added, and its day is not recounted either (a status callback moving a call's
+    start by its duration, answering it, or linking it to its lead). The "before" row was
+    read locked (``_note_upserted``), so no other writer changed it meanwhile.
     """
     checks: dict[str, tuple[Any, ...] | None] = session.info.pop(_CHECK, {})
     inserted: set[str] = session.info.pop(_CREATED, set())
+    moved: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
     if not checks:
-        return []
+        return [], moved
     after: dict[str, tuple[Any, ...] | None] = dict.fromkeys(checks)
     ids: dict[str, int] = {}
     for sid, call_id, *values in session.execute(_call_rows(locked=False), {"sids": sorted(checks)}):
@@ -804,14 +816,25 @@ def _check_calls(
         if (alone or sid in inserted) and before is None and known and ids[sid] not in touched:
             created.append((ids[sid], row))
             continue
+        was_known = before is not None and None not in (before[1], before[2], before[6], before[7])
+        if known and was_known and ids[sid] not in touched:
+            assert before is not None and row is not None
+            # Not missed before nor after: it adds nothing to the call-back counts. Missed both
+            # times in the same cell (a repeated callback linking the call to its lead): its
+            # call-back counts stay where they were.
+            same_cell = before[1] == row[1] and before[6:8] == row[6:8] and before[3] == row[3]
+            if (not before[3] and not row[3]) or same_cell:
+                moved.append((before, row))
+                continue
         moments.update(r[1] for r in (before, row) if r is not None)
-    return created
+    return created, moved
 
 
-def _created_calls(rows: list[tuple[int, tuple[Any, ...]]], cal: BusinessCalendar) -> list[Contribution]:
-    """What new calls without a call-back task add to their day (``_call_day``'s sums, one row)."""
+def _created_calls(rows: list[tuple[Any, ...]], cal: BusinessCalendar, sign: int = 1) -> list[Contribution]:
+    """What calls without a call-back task add to their day (``_call_day``'s sums, one row each);
+    ``sign=-1``: what they take away."""
     out: list[Contribution] = []
-    for _call_id, (_lead, started_at, direction, missed, answered, handler, weekday, hour) in rows:
+    for _lead, started_at, direction, missed, answered, handler, weekday, hour in rows:
         day = cal.local_date(started_at if started_at.tzinfo else started_at.replace(tzinfo=UTC))
         inbound = int(direction == "inbound")
         out.append(
@@ -819,11 +842,11 @@ def _created_calls(rows: list[tuple[int, tuple[Any, ...]]], cal: BusinessCalenda
                 "rollup_calls",
                 day,
                 (int(weekday), int(hour)),
-                (1, inbound, int(inbound and bool(missed)), 0, 0),
+                tuple(sign * v for v in (1, inbound, int(inbound and bool(missed)), 0, 0)),
             )
         )
         if answered and handler is not None:
-            out.append(("rollup_staff", day, (int(handler),), (1, 0, 0)))
+            out.append(("rollup_staff", day, (int(handler),), (sign, 0, 0)))
     return out
 
 
@@ -835,15 +858,18 @@ def _apply(session: Session) -> None:
         return
     session.flush()
     leads, moments, calls = session.info.pop(_KEY, (set(), set(), set()))
-    created = _check_calls(session, leads, moments, calls)
+    created, moved = _check_calls(session, leads, moments, calls)
     if calls:
         moments |= set(session.scalars(sa.select(Call.started_at).where(Call.id.in_(calls))))
-    if not leads and not moments and not created:
+    if not leads and not moments and not created and not moved:
         return
     cal = load_calendar()
     days = {cal.local_date(m if m.tzinfo else m.replace(tzinfo=UTC)) for m in moments}
-    # A created call whose day is recounted anyway is counted there.
-    extra = [c for c in _created_calls(created, cal) if c[1] not in days]
+    changes = _created_calls([row for _id, row in created], cal)
+    changes += _created_calls([before for before, _ in moved], cal, sign=-1)
+    changes += _created_calls([after for _, after in moved], cal)
+    # A call whose day is recounted anyway is counted there.
+    extra = [c for c in changes if c[1] not in days]
     refresh(leads, days, cal, extra)
     session.info.pop(_KEY, None)  # the roll-up writes themselves mark nothing that matters
     session.info.pop(_CHECK, None)

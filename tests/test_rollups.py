@@ -395,14 +395,9 @@ def test_an_unanswered_call_of_a_known_caller_leaves_the_lead_facts_alone(app, m
     db.session.rollback()
 
 
-def test_a_new_unmissed_call_adds_its_own_cell_without_recounting_its_day(app):
-    """A new call (no call-back task) adds one to its hour's cell; its day's calls are not counted again.
-
-    On PostgreSQL the upsert itself says it inserted the row (another transaction may insert
-    the same SID between the read before it and the upsert); on SQLite nothing else writes.
-    """
-    day = utc(2026, 3, 10, 15)
-    for n, status in enumerate(["completed", "no-answer"]):  # the day already holds calls
+def two_calls_on(day: datetime) -> None:
+    """An answered and a missed call on ``day``, each committed."""
+    for n, status in enumerate(["completed", "no-answer"]):
         event = CallEventIn(
             call_sid=f"CA{n:032d}",
             from_number=f"+197255501{n:02d}",
@@ -413,10 +408,31 @@ def test_a_new_unmissed_call_adds_its_own_cell_without_recounting_its_day(app):
         )
         receive_call_event(event, lines=LINES, now=day)
         db.session.commit()
+
+
+def statements_of(work: Any) -> list[str]:
+    """Run ``work()`` and return the SQL statements it sent."""
     statements: list[str] = []
 
     def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        work()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", note)
+    return statements
+
+
+def test_a_new_unmissed_call_adds_its_own_cell_without_recounting_its_day(app):
+    """A new call (no call-back task) adds one to its hour's cell; its day's calls are not counted again.
+
+    On PostgreSQL the upsert itself says it inserted the row (another transaction may insert
+    the same SID between the read before it and the upsert); on SQLite nothing else writes.
+    """
+    day = utc(2026, 3, 10, 15)
+    two_calls_on(day)  # the day already holds calls
 
     event = CallEventIn(
         call_sid="CA" + "8" * 32,
@@ -426,17 +442,65 @@ def test_a_new_unmissed_call_adds_its_own_cell_without_recounting_its_day(app):
         status="completed",
         started_at=day + timedelta(minutes=5),
     )
-    sa.event.listen(db.engine, "before_cursor_execute", note)
-    try:
-        receive_call_event(event, lines=LINES, now=day)
-        db.session.commit()
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", note)
+    statements = statements_of(lambda: (receive_call_event(event, lines=LINES, now=day), db.session.commit()))
     assert any(s.startswith("INSERT INTO rollup_calls") for s in statements)
     assert not any("count(*)" in s and "FROM calls" in s for s in statements)  # no recount of the day
     kept = snapshot()
     calls = rollups.TABLES["rollup_calls"]
     assert db.session.scalar(sa.select(sa.func.sum(calls.c.calls)).where(calls.c.grain == "d")) == 3
+    rollups.rebuild()
+    assert snapshot() == kept
+    db.session.rollback()
+
+
+def test_an_unmissed_call_moved_by_a_later_callback_moves_its_cell_without_recounting_its_day(app, make_user):
+    """Twilio's "completed" callback says when the call ended: its start moves back by its duration.
+
+    A call the day already counted, not missed before nor after, then leaves its old hour's
+    cell for the new one (and its handler's contact goes with it) by a difference, without its
+    day's calls being counted again; the result equals a rebuild.
+    """
+    desk = make_user("front_desk", name="Dana Desk")
+    day = utc(2026, 3, 10, 15, 10)  # 10:10 in Chicago
+    two_calls_on(day)  # the day already holds calls
+    sid = "CA" + "7" * 32
+    ringing = CallEventIn(
+        call_sid=sid,
+        from_number="+19725550177",
+        to_number="+19724995457",
+        direction="inbound",
+        status="in-progress",
+        sequence_number=1,
+        started_at=day,
+        handled_by_id=desk.id,
+        answered=True,
+    )
+    receive_call_event(ringing, lines=LINES, now=day)
+    db.session.commit()
+    completed = CallEventIn(
+        call_sid=sid,
+        from_number="+19725550177",
+        to_number="+19724995457",
+        direction="inbound",
+        status="completed",
+        sequence_number=2,
+        duration_seconds=1800,
+        started_at=day - timedelta(minutes=30),  # 9:40: the hour before
+    )
+    later = day + timedelta(minutes=20)
+    statements = statements_of(
+        lambda: (receive_call_event(completed, lines=LINES, now=later), db.session.commit())
+    )
+    assert any(s.startswith("INSERT INTO rollup_calls") for s in statements)
+    assert not any("count(*)" in s and "FROM calls" in s for s in statements)  # no recount of the day
+    calls = rollups.TABLES["rollup_calls"]
+    hours = dict(
+        db.session.execute(
+            sa.select(calls.c.hour, calls.c.calls).where(calls.c.grain == "d", calls.c.calls != 0)
+        ).all()
+    )
+    assert hours == {9: 1, 10: 2}
+    kept = snapshot()
     rollups.rebuild()
     assert snapshot() == kept
     db.session.rollback()
