@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,7 +18,9 @@ def install_sqlite_rules(engine: Engine) -> None:
     read transaction turns into a write: the second writer cannot wait for the first, so
     SQLite fails at once. Taking the write lock at ``BEGIN`` makes every writer queue on
     the busy timeout instead. pysqlite's own transaction handling is switched off so that
-    SQLAlchemy's ``begin`` event issues the ``BEGIN``.
+    SQLAlchemy's ``begin`` event issues the ``BEGIN``. Before it, a transaction on a database
+    file takes its writer turn (``_take_writer_turn``) and gives it back at its commit or
+    rollback.
     """
     if engine.dialect.name != "sqlite":
         return
@@ -32,4 +37,69 @@ def install_sqlite_rules(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
+        if lock_path is not None:
+            _take_writer_turn(conn.connection.info, lock_path)
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @sa.event.listens_for(engine, "close")
+    def _on_close(_dbapi_connection: Any, record: Any) -> None:
+        fd = record.info.pop("writer_turn_fd", None)
+        record.info.pop("writer_turn", None)
+        if fd is not None:
+            os.close(fd)  # and with it any turn still held
+
+    path = engine.url.database
+    in_file = path and path != ":memory:" and not path.startswith("file:")
+    lock_path = f"{path}-writer.lock" if in_file else None
+    dialect = engine.dialect
+    for name in ("do_commit", "do_rollback"):
+        setattr(dialect, name, _then_give_turn(getattr(dialect, name)))
+
+
+# How long a writer waits for its turn before it leaves the waiting to SQLite's busy timeout.
+TURN_WAIT_S = 30.0
+
+
+def _take_writer_turn(info: dict[str, Any], lock_path: str) -> None:
+    """Wait for this database's writer turn: an ``flock`` on a file beside it, shared by every process.
+
+    SQLite's own wait for its write lock (the busy timeout) sleeps in growing steps (1, 2, 5,
+    10, … 100 ms): under gunicorn a worker that found the lock taken slept on long after the
+    other worker's transaction of a few milliseconds had ended, and the two cores idled. The
+    turn is polled in steps of at most half a millisecond instead. It only speeds the wait up:
+    SQLite's lock still guards the data (a writer that does not take turns, e.g. the sqlite3
+    shell, is waited for as before, and after ``TURN_WAIT_S`` the busy timeout takes over).
+    """
+    fd = info.get("writer_turn_fd")
+    if fd is None:
+        fd = info["writer_turn_fd"] = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + TURN_WAIT_S
+    delay = 0.0001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 0.0005)
+            continue
+        info["writer_turn"] = True
+        return
+
+
+def _then_give_turn(end: Any) -> Any:
+    """Wrap the dialect's commit or rollback: once the transaction has ended, the turn passes on."""
+
+    def ended(dbapi_connection: Any) -> None:
+        try:
+            end(dbapi_connection)
+        finally:
+            try:
+                info = dbapi_connection.info  # the pool's record of the connection
+            except (AttributeError, NotImplementedError):  # an ad-hoc one (the first connect)
+                info = None
+            if info is not None and info.pop("writer_turn", False):
+                fcntl.flock(info["writer_turn_fd"], fcntl.LOCK_UN)
+
+    return ended
