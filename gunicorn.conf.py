@@ -7,6 +7,39 @@ from typing import Any
 # patient names and phone numbers into every access log line (PRODUCT §9).
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
 
+# Threaded workers: a worker serves up to 32 requests at once, so the phone line's status
+# callbacks that arrive together share one transaction (``crm.webhooks.groupcommit``), and a
+# slow client no longer holds a whole worker. Python runs one thread of a worker at a time;
+# the complaint tagger's pipeline is used by one thread at a time (``crm.triage``).
+# ``worker_connections``: a worker holds at most as many connections as it has threads, so
+# kept-alive connections spread over both workers instead of piling onto the one that
+# accepted first (with no cap, one worker took all 32 of a client's connections and the
+# webhook ran at half speed). Two workers: 64 connections at once, idle ones closed after
+# ``keepalive`` (2 s).
+worker_class = "gthread"
+threads = 32
+worker_connections = 32
+
+
+def _fewer_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas at 2 (as ``MALLOC_ARENA_MAX=2``) before the workers fork.
+
+    glibc gives threads their own arenas (up to 8 per core); with 32 threads a worker's
+    memory grew by tens of MB of half-empty arenas. Elsewhere (not glibc) nothing changes.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        return
+
+
+_fewer_malloc_arenas()
+
 
 def post_worker_init(worker: Any) -> None:
     """Load the complaint tagger once per worker, then keep the garbage collector off what is loaded.

@@ -112,8 +112,15 @@ def engine_options(url: str) -> dict[str, Any]:
     """Return engine options per database (SQLite needs no pool sizing)."""
     # hide_parameters: a failed statement's message must not carry a patient's name or phone
     # into a log or a traceback.
+    # pool_use_lifo: a threaded worker (gunicorn.conf.py) hands each request the connection
+    # used last, whose caches are warm (SQLite's page cache and PostgreSQL's prepared statements
+    # are per connection), instead of going round all of them in turn.
     if url.startswith("sqlite"):
-        return {"hide_parameters": True, "connect_args": {"timeout": 30, "check_same_thread": False}}
+        return {
+            "hide_parameters": True,
+            "pool_use_lifo": True,
+            "connect_args": {"timeout": 30, "check_same_thread": False},
+        }
     # plan_cache_mode: psycopg prepares a statement run five times, and PostgreSQL then may
     # switch it to a generic plan, blind to the values: the queue's tag filter went from 2.4 ms
     # to 47 ms (median) at 100k leads that way. Each execution is planned for its own values.
@@ -122,6 +129,7 @@ def engine_options(url: str) -> dict[str, Any]:
     return {
         "hide_parameters": True,
         "pool_pre_ping": True,
+        "pool_use_lifo": True,
         "pool_size": 5,
         "max_overflow": 10,
         "connect_args": {"options": "-c plan_cache_mode=force_custom_plan -c timezone=UTC"},

@@ -74,7 +74,7 @@ def gunicorn_server(
     args: tuple[str, ...] = (),
     startup_seconds: float = 90,
 ) -> Iterator[Server]:
-    """Serve ``database_url`` with gunicorn (sync workers) until the block ends; yield the server.
+    """Serve ``database_url`` with gunicorn (gunicorn.conf.py: threaded workers) until the block ends.
 
     ``folder`` receives the logs and the instance folder. ``env`` adds environment variables
     (``server_env`` gives the base), ``args`` adds gunicorn options. The server is stopped and

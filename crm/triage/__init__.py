@@ -112,12 +112,16 @@ class Explanation:
 
 _nlp: Language | None = None
 _lock = threading.Lock()
+# spaCy does not promise that one pipeline may run in two threads at once (gunicorn's threaded
+# workers serve several requests in one process): one message at a time goes through it.
+_run_lock = threading.Lock()
 
 
 def _reset_lock_in_child() -> None:
-    """Give a forked worker a fresh lock, in case the parent forked while holding it."""
-    global _lock
+    """Give a forked worker fresh locks, in case the parent forked while holding one."""
+    global _lock, _run_lock
     _lock = threading.Lock()
+    _run_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_reset_lock_in_child)
@@ -408,7 +412,9 @@ def _analyse(text: str, today: date) -> Explanation:
     set_aside: dict[tuple[str, int, int], SetAside] = {}
     onset: tuple[int, Evidence] | None = None
     pieces = list(_chunks(clean))
-    for (offset, chunk), doc in zip(pieces, nlp.pipe(chunk for _, chunk in pieces), strict=True):
+    with _run_lock:
+        docs = list(nlp.pipe(chunk for _, chunk in pieces))
+    for (offset, chunk), doc in zip(pieces, docs, strict=True):
         for span in _targets(doc):
             start, end = offset + span.start_char, offset + span.end_char
             reason = _reason(span, patient)

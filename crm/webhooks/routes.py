@@ -1,7 +1,8 @@
 """Twilio's voice status callback (PRODUCT §6 item 2): signed, no login, idempotent.
 
-The view checks the signature, reads the form into a ``CallEventIn``, hands it to
-``intake.receive_call_event``, commits and answers an empty TwiML document. Refusals are
+The view checks the signature, reads the form into a ``CallEventIn``, has it recorded
+(``groupcommit``: with the callbacks that arrived beside it, by ``intake.receive_call_events``),
+and answers an empty TwiML document once that is committed. Refusals are
 plain text (Twilio logs them in its debugger): 403 for a bad signature, 400 for a
 malformed callback or a line that is not the clinic's. Nothing is stored on a refusal.
 """
@@ -13,16 +14,15 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from flask import Blueprint, Response, current_app, request
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm.exc import StaleDataError
 from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
 from crm import audit, clock, intake
 from crm.authz import public
-from crm.extensions import csrf, db
+from crm.extensions import csrf
 from crm.models import CALL_STATUSES
 from crm.security import client_ip
+from crm.webhooks import groupcommit
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
@@ -31,7 +31,6 @@ MAX_FIELD_CHARS = 500
 # Twilio's ids are two letters and 32 hex digits; other phone systems' ids stay short and plain.
 SID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 NUMBER_RE = re.compile(r"^[\w+\-.:@() ]{0,64}$")
-_RETRIES = 3
 FIRST_YEAR, LAST_YEAR = 1970, 2999  # a callback's moment outside these is not one Twilio sent
 
 
@@ -142,44 +141,47 @@ def parse_voice_status(form: MultiDict[str, str]) -> intake.CallEventIn:
     )
 
 
+def _record(jobs: list[groupcommit.Job]) -> None:
+    """Add callbacks to the current transaction: their calls (intake) and an audit event each."""
+    events = [job.event for job in jobs]
+    results = intake.receive_call_events(events, lines=current_app.config["CLINIC_LINES"], now=clock.now())
+    entries = []
+    for job, result in zip(jobs, results, strict=True):
+        if isinstance(result, intake.IntakeRefused):
+            job.refused = str(result)
+            continue
+        detail = {
+            "call_id": result.call.id if result.call else None,
+            "status": job.event.status,
+            "leg": bool(job.event.parent_call_sid),
+            "lead_created": result.created,
+            "missed": bool(result.details.get("missed")),
+        }
+        entries.append((result.lead.id if result.lead else None, detail, job.ip))
+    audit.record_many("call.status_callback", entries, via="webhook")
+
+
+_group = groupcommit.make(_record)
+
+
 @bp.post("/twilio/voice-status")
 @public
 @csrf.exempt
 def voice_status() -> Response:
-    """Take one voice status callback from Twilio: verify, upsert the call, answer empty TwiML."""
+    """Take one voice status callback from Twilio: verify, record the call, answer empty TwiML.
+
+    The answer comes after the commit that stores the callback; callbacks that arrive
+    together in this worker share that commit (``groupcommit``).
+    """
     if not signature_ok():
         return plain("The request signature is missing or wrong.", 403)
     try:
         event = parse_voice_status(request.form)
     except BadCallback as error:
         return plain(str(error), 400)
-    for attempt in range(_RETRIES):
-        try:
-            result = intake.receive_call_event(
-                event, lines=current_app.config["CLINIC_LINES"], now=clock.now()
-            )
-            audit.record(
-                "call.status_callback",
-                user_id=None,
-                lead_id=result.lead.id if result.lead else None,
-                detail={
-                    "call_id": result.call.id if result.call else None,
-                    "status": event.status,
-                    "leg": bool(event.parent_call_sid),
-                    "lead_created": result.created,
-                    "missed": bool(result.details.get("missed")),
-                },
-                ip=client_ip(),
-                via="webhook",
-            )
-            db.session.commit()
-            break
-        except intake.IntakeRefused as error:
-            db.session.rollback()
-            return plain(str(error), 400)
-        except (IntegrityError, StaleDataError, OperationalError):
-            # A concurrent callback for the same caller or call won a race: run it again on fresh rows.
-            db.session.rollback()
-            if attempt == _RETRIES - 1:
-                raise
+    job = _group.submit(groupcommit.Job(event, client_ip()))
+    if job.refused is not None:
+        return plain(job.refused, 400)
+    if job.error is not None:
+        raise job.error
     return Response(EMPTY_TWIML, status=200, mimetype="text/xml")

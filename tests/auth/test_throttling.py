@@ -153,8 +153,10 @@ def test_a_successful_sign_in_clears_the_accounts_failures(client, make_user, fr
 @pytest.fixture
 def gunicorn(database_url, tmp_path, make_user):
     """Serve the test's committed database with gunicorn, 2 sync workers; yield (url, access log)."""
-    # The access log names the pid of the worker that answered each request.
-    args = ("--access-logformat", "%(p)s %(m)s %(U)s %(s)s")
+    # The access log names the pid of the worker that answered each request. Sync workers
+    # (gunicorn.conf.py's are threaded): a half-sent request then occupies one of them, which
+    # steers the posts to the other; the lock itself lives in the database either way.
+    args = ("--access-logformat", "%(p)s %(m)s %(U)s %(s)s", "--worker-class", "sync", "--threads", "1")
     with gunicorn_server(database_url, tmp_path / "server", args=args) as server:
         yield server.url, server.access_log
 

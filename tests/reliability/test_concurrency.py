@@ -1,6 +1,6 @@
 """Concurrent writers under gunicorn lose nothing (PRODUCT §9 "Safety of data", issue 9).
 
-Each test starts gunicorn (2 sync workers) on the test's own committed database and counts
+Each test starts gunicorn (2 threaded workers) on the test's own committed database and counts
 rows afterwards: every write answered as done is in the database, no writer met "database is
 locked", and no request got a server error.
 """
@@ -45,7 +45,7 @@ OK = {"form": 303, "call": 200, "edit": 302, "note": 302}
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path, app: Any) -> Iterator[Server]:
-    """gunicorn with 2 sync workers on the test's committed database."""
+    """gunicorn with 2 workers (gunicorn.conf.py: threaded) on the test's committed database."""
     db.session.commit()  # hold no SQLite lock while the server writes
     with gunicorn_server(database_url, tmp_path / "server", env=SERVER_ENV) as running:
         yield running
