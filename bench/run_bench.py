@@ -14,8 +14,10 @@ On that copy it starts gunicorn (2 workers, ``--no-control-socket``) on 127.0.0.
    benchmark turns on with ``BENCH_SQL_COUNT``);
 2. posts the public form (tokens fetched before the clock starts);
 3. sends pre-signed Twilio status callbacks concurrently (new calls reported twice, retries,
-   callbacks for calls already in the data set), then counts the calls in the database and
-   compares them with what was answered: nothing may be lost;
+   callbacks for calls already in the data set; 64 kept-alive connections by default, each
+   request prepared as bytes beforehand), reads the CPU time the workers and PostgreSQL used
+   meanwhile, then counts the calls in the database and compares them with what was
+   answered: nothing may be lost;
 4. signs each demo role in twice more (staff sign in all day, into workers that have served
    pages), reads each worker's peak memory, stops the server, and measures each page's raw SQL
    floor (``bench/inapp.py floor``: the page's own statements replayed on the driver).
@@ -107,6 +109,7 @@ class Run:
     webhook: LoadResult
     webhook_plan: dict[str, Any]
     webhook_cpu_s: float
+    webhook_server_cpu_s: tuple[float, float]  # gunicorn workers, PostgreSQL's processes
     memory_mb: list[float]
 
 
@@ -329,6 +332,28 @@ def worker_pids(master: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def process_cpu_s(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) each of these processes has used so far (those still running)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def cpu_since(before: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds these processes used since ``before`` (one started since then: all of its own)."""
+    return sum(now - before.get(pid, 0.0) for pid, now in process_cpu_s(pids).items())
+
+
+def postgres_pids() -> list[int]:
+    """The PostgreSQL server's processes (the backends serving the app among them)."""
+    out = subprocess.run(["pgrep", "-u", "postgres"], capture_output=True, text=True, check=False).stdout
+    return [int(p) for p in out.split()]
+
+
 def peak_rss_mb(pid: int) -> float:
     """Return a process's peak resident memory (VmHWM) in MB."""
     with contextlib.suppress(OSError):
@@ -534,9 +559,13 @@ def run(db: str, data: str, where: Where, args: argparse.Namespace) -> Run:
             )
             form.client_cpu_ms = (cpu_s() - cpu_before) * 1000 / max(args.forms, 1)
             cpu_before = cpu_s()
+            workers = worker_pids(proc.pid)
+            server_before = (process_cpu_s(workers), process_cpu_s(postgres_pids()))
             progress(db, f"sending {len(plan.jobs)} webhook callbacks")
             webhook = send_callbacks(base, plan, concurrency=args.concurrency, time_limit=args.time_limit)
             webhook_cpu = cpu_s() - cpu_before
+            pg = postgres_pids() if db == "postgresql" else []  # backends opened meanwhile too
+            server_cpu = (cpu_since(server_before[0], workers), cpu_since(server_before[1], pg))
             # Staff sign in all day long, into workers that have served pages: sign in again now
             # (a password check is the largest single allocation a request makes), then read peaks.
             for _ in range(2):
@@ -585,7 +614,7 @@ def run(db: str, data: str, where: Where, args: argparse.Namespace) -> Run:
         for r in [*results, form]:
             r.floor_ms = floors.get(r.page.name, {}).get("floor_ms")
         plan_info["floor"] = floors.get("webhook", {})
-    return Run(db, data, copy_s, results, form, webhook, plan_info, webhook_cpu, memory)
+    return Run(db, data, copy_s, results, form, webhook, plan_info, webhook_cpu, server_cpu, memory)
 
 
 # --------------------------------------------------------------------------- the report
@@ -662,7 +691,16 @@ def table(run: Run, args: argparse.Namespace) -> str:
         f" (mean {fmt(statistics.mean(w.statements) if w.statements else None)}); "
         f"SQL floor of one new call: {fmt(floor.get('floor_ms'), 2)} ms.",
         f"- Client CPU: {run.webhook_cpu_s:.2f} s for the whole webhook run "
-        f"({run.webhook_cpu_s * 1000 / max(len(w.client_ms), 1):.2f} ms per callback).",
+        f"({run.webhook_cpu_s * 1000 / max(len(w.client_ms), 1):.2f} ms per callback); "
+        f"the workers' CPU {run.webhook_server_cpu_s[0]:.2f} s "
+        f"({run.webhook_server_cpu_s[0] * 1000 / max(len(w.client_ms), 1):.2f} ms per callback)"
+        + (
+            f", PostgreSQL's {run.webhook_server_cpu_s[1]:.2f} s "
+            f"({run.webhook_server_cpu_s[1] * 1000 / max(len(w.client_ms), 1):.2f} ms per callback)"
+            if run.db == "postgresql"
+            else ""
+        )
+        + ".",
         f"- Public form: {run.webhook_plan['forms_answered']} posts answered 303, "
         f"{run.webhook_plan['forms_stored']} appointment requests stored.",
         f"- Tracebacks in the server log: {info['log_errors']}.",
@@ -717,7 +755,8 @@ this file is written by `bench/run_bench.py` (see its docstring for the method).
 - Data: `seed-demo --leads 100000 --calls 1000000`, built once into `.bench/` (SQLite) and the
   PostgreSQL database `crm_bench`. Each run works on a throwaway copy of it, dropped at the end,
   so the data set is the same for every run although pages, the form and the webhook write.
-- Server: `gunicorn --no-control-socket -w 2` on 127.0.0.1, with `PUBLIC_FORM_MIN_SECONDS=0`
+- Server: `gunicorn --no-control-socket -w 2` on 127.0.0.1 (`gunicorn.conf.py`: threaded
+  workers, 32 threads and 32 connections each), with `PUBLIC_FORM_MIN_SECONDS=0`
   and `FORM_RATE_LIMIT=1000000 per hour` (the form's bot and flood guards would otherwise refuse
   a client that posts at once, many times, from one address) and `BENCH_SQL_COUNT=true`.
 - "server" is the app's own time per request (`Server-Timing`: first `before_request` to the
@@ -747,7 +786,13 @@ def main() -> int:
     parser.add_argument(
         "--only", choices=["webhook"], help="measure only this part (webhook: no pages, no form posts)"
     )
-    parser.add_argument("--concurrency", type=int, default=8, help="webhook connections at once")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=64,
+        help="webhook connections at once (Twilio does not wait for one call's callback before "
+        "sending another's: at 500 calls/s, with answers in ~100 ms, some 50 are in flight)",
+    )
     parser.add_argument("--time-limit", type=float, default=30.0, help="seconds the webhook run may take")
     parser.add_argument("--floor-repeats", type=int, default=20, help="replays per page for the SQL floor")
     parser.add_argument("--bench-dir", type=Path, default=ROOT / ".bench", help="where the SQLite data lives")
