@@ -116,11 +116,13 @@ def engine_options(url: str) -> dict[str, Any]:
     # used last, whose caches are warm (SQLite's page cache and PostgreSQL's prepared statements
     # are per connection), instead of going round all of them in turn.
     if url.startswith("sqlite"):
-        return {
+        options: dict[str, Any] = {
             "hide_parameters": True,
-            "pool_use_lifo": True,
             "connect_args": {"timeout": 30, "check_same_thread": False},
         }
+        if sa.engine.make_url(url).database not in (None, "", ":memory:"):  # a file: a queue pool
+            options["pool_use_lifo"] = True
+        return options
     # plan_cache_mode: psycopg prepares a statement run five times, and PostgreSQL then may
     # switch it to a generic plan, blind to the values: the queue's tag filter went from 2.4 ms
     # to 47 ms (median) at 100k leads that way. Each execution is planned for its own values.
@@ -130,8 +132,9 @@ def engine_options(url: str) -> dict[str, Any]:
         "hide_parameters": True,
         "pool_pre_ping": True,
         "pool_use_lifo": True,
+        # Up to one connection per thread of a worker (gunicorn.conf.py: 32), kept open: 5.
         "pool_size": 5,
-        "max_overflow": 10,
+        "max_overflow": 27,
         "connect_args": {"options": "-c plan_cache_mode=force_custom_plan -c timezone=UTC"},
     }
 

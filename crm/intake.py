@@ -819,12 +819,16 @@ def _upsert_calls(rows: list[dict[str, Any]]) -> list[Call]:
     db.session.flush()
     dialect = "postgresql" if _is_postgres() else "sqlite"
     options = {rollups.SIDS_OPTION: tuple(row["call_sid"] for row in rows), "populate_existing": True}
-    params = rows[0] if len(rows) == 1 else rows
-    calls = []
-    for call, *inserted in db.session.execute(_call_upsert(dialect), params, execution_options=options):
+    # In SID order: two transactions upserting the same new calls lock them in the same order
+    # (PostgreSQL would otherwise find each waiting on the other).
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["call_sid"])
+    params = rows[0] if len(rows) == 1 else [rows[i] for i in order]
+    calls: list[Call] = [None] * len(rows)  # type: ignore[list-item]
+    result = db.session.execute(_call_upsert(dialect), params, execution_options=options)
+    for i, (call, *inserted) in zip(order, result, strict=True):
         if inserted and inserted[0]:
             rollups.note_created_call(db.session(), call.call_sid)
-        calls.append(call)
+        calls[i] = call
     return calls
 
 
@@ -951,7 +955,7 @@ def _callback_tasks(
     # A callback repeated for a missed call finds its task: nothing is written (so the
     # roll-ups see no task touched, and do not count the call's day again).
     tasks = load(call_ids)
-    rows = [row for row in rows if row["call_id"] not in tasks]
+    rows = sorted((row for row in rows if row["call_id"] not in tasks), key=lambda row: row["call_id"])
     created: set[int] = set()
     if rows:
         stmt = (
@@ -1070,8 +1074,8 @@ def receive_call_events(
     it is written; the others are). A run of plain status callbacks (a CallSid, a clinic line,
     no notes, each SID once in the run) is written set-wise: one upsert of the calls, one read
     of their leads, intake's bulk path for new callers (``receive_contacts_bulk``: the same
-    duplicate rule), one INSERT of the call-back tasks. Legs, notes and a SID seen again in
-    the run go through ``_record_call``, in their place.
+    duplicate rule), one INSERT of the call-back tasks. Legs, outbound calls, notes and a SID
+    seen again in the run go through ``_record_call``, in their place.
     """
     now = now or clock.now()
     cal = _calendar(calendar)
@@ -1092,7 +1096,9 @@ def receive_call_events(
             out[index] = refused
             continue
         sid = _clean(checked.call_sid, 64)
-        if line is None or not sid or (checked.notes or "").strip():
+        # Outbound calls too: one finds its callee's lead, which an inbound call earlier in the
+        # run may be making (the run makes its new callers' leads before settling any call).
+        if line is None or not sid or (checked.notes or "").strip() or direction != "inbound":
             write_run()
             out[index] = _record_call(checked, lines=lines, now=now, cal=cal)
             continue
@@ -1139,6 +1145,7 @@ def _record_calls(
             contacts[caller] = ContactIn(
                 source="phone", phone=caller, campaign=call.campaign, arrived_at=arrived
             )
+    contacts = dict(sorted(contacts.items()))  # phone order: concurrent groups lock new leads alike
     found: dict[str, BulkRow] = {}
     if contacts:
         found = dict(

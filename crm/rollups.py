@@ -764,8 +764,10 @@ def _note_upserted(session: Session, sids: list[str]) -> None:
 @cache
 def _call_rows(*, locked: bool) -> Any:
     """Read calls' roll-up columns by SID, their id first (built once; the SIDs are bound)."""
-    stmt = sa.select(Call.call_sid, Call.id, *(Call.__table__.c[c] for c in CALL_FACTS)).where(
-        Call.call_sid.in_(sa.bindparam("sids", expanding=True))
+    stmt = (
+        sa.select(Call.call_sid, Call.id, *(Call.__table__.c[c] for c in CALL_FACTS))
+        .where(Call.call_sid.in_(sa.bindparam("sids", expanding=True)))
+        .order_by(Call.call_sid)  # locked in one order by every writer
     )
     # PostgreSQL: a concurrent upsert of the call commits first.
     return stmt.with_for_update() if locked else stmt

@@ -67,6 +67,10 @@ def world_events(w: int, start: datetime) -> list[intake.CallEventIn]:
         event(0, from_number=known, status="completed", sequence_number=5, duration_seconds=900,
               started_at=start - timedelta(days=1, minutes=14)),
         event(3, from_number=f"+1469555{w}003", status="completed", sequence_number=1, duration_seconds=60),
+        # We call a number back before its first call reaches us: no lead yet, so none found …
+        event(11, direction="outbound-api", from_number=MAIN, to_number=f"+1469555{w}012", status="completed",
+              sequence_number=2, duration_seconds=40),
+        event(12),  # … then that caller's first call makes the lead
     ]  # fmt: skip
 
 
@@ -208,7 +212,7 @@ def test_many_call_events_at_once_end_as_one_at_a_time(app, make_user, frozen_cl
     ]
     assert sum(1 for a in at_once if a[0] == "refused") == 1
     first, second = world(1, timedelta()), world(2, week)
-    assert first["calls"] and first["tasks"] and len(first["leads"]) == 4
+    assert first["calls"] and first["tasks"] and len(first["leads"]) == 5
     for key in first:
         for a, b in zip(first[key], second[key], strict=True):
             assert b == a, key

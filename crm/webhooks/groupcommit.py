@@ -44,6 +44,9 @@ class Job:
     done: bool = False
     refused: str | None = None  # intake's reason, answered 400
     error: BaseException | None = None  # raised again in the callback's own request
+    # True once the transaction holding it committed (or intake refused it): only then is it
+    # answered 200 (or 400); a job done without it carries an ``error`` (answered 500).
+    settled: bool = False
     # Set when the job is done, or when its thread is handed the lead (``GroupCommit.submit``).
     wake: threading.Event = field(default_factory=threading.Event)
 
@@ -97,6 +100,10 @@ class GroupCommit:
             self._transaction(group)
         finally:
             for job in group:
+                if not job.settled and job.error is None:
+                    # Something escaped before this callback's outcome was known (a rollback
+                    # that failed too): its request answers 500, so Twilio sends it again.
+                    job.error = RuntimeError("The callback could not be recorded.")
                 job.done = True
                 job.wake.set()
 
@@ -106,10 +113,12 @@ class GroupCommit:
                 self._record(group)
                 db.session.commit()
             except Exception:  # each callback is tried again alone just below
-                db.session.rollback()
+                _rollback()
                 for job in group:
                     job.refused = None
             else:
+                for job in group:
+                    job.settled = True
                 return
         for job in group:
             self._alone(job)
@@ -121,24 +130,31 @@ class GroupCommit:
                 try:
                     self._record([job])
                     db.session.commit()
+                    job.settled = True
                     return
                 except (IntegrityError, StaleDataError, OperationalError):
                     # A concurrent callback for the same caller or call won a race: again on fresh rows.
-                    db.session.rollback()
+                    _rollback()
                     job.refused = None
                     if attempt == RETRIES - 1:
                         raise
         except Exception as error:  # handed to the callback's own request
-            db.session.rollback()
+            _rollback()
             job.error = error
-        finally:
-            job.done = True
 
     def reset(self) -> None:
         """Start with an empty queue and a fresh lock (a forked child inherits none held)."""
         self._queue: list[Job] = []
         self._lock = threading.Lock()
         self._leading = False
+
+
+def _rollback() -> None:
+    """Roll back; a rollback that fails too (a broken connection) leaves the jobs unsettled."""
+    try:
+        db.session.rollback()
+    except Exception:  # the jobs' requests answer 500 (``GroupCommit._run``)
+        db.session.close()
 
 
 _groups: list[GroupCommit] = []

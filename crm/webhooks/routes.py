@@ -180,8 +180,8 @@ def voice_status() -> Response:
     except BadCallback as error:
         return plain(str(error), 400)
     job = _group.submit(groupcommit.Job(event, client_ip()))
+    if job.error is not None:  # not recorded: a 500, and Twilio sends it again
+        raise job.error
     if job.refused is not None:
         return plain(job.refused, 400)
-    if job.error is not None:
-        raise job.error
     return Response(EMPTY_TWIML, status=200, mimetype="text/xml")
