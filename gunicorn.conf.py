@@ -16,9 +16,24 @@ access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M
 # accepted first (with no cap, one worker took all 32 of a client's connections and the
 # webhook ran at half speed). Two workers: 64 connections at once, idle ones closed after
 # ``keepalive`` (2 s).
-worker_class = "gthread"
 threads = 32
 worker_connections = 32
+
+
+def _threaded_worker() -> Any:
+    """gunicorn's ``gthread`` worker, its requests run by the thread that went idle last."""
+    from gunicorn.workers.gthread import ThreadWorker
+
+    from crm.threadpool import LifoThreadPool
+
+    class Worker(ThreadWorker):  # type: ignore[misc]
+        def get_thread_pool(self) -> LifoThreadPool:
+            return LifoThreadPool(self.cfg.threads)
+
+    return Worker
+
+
+worker_class = _threaded_worker()
 
 
 def _fewer_malloc_arenas() -> None:
