@@ -522,18 +522,22 @@ class BulkRow:
     refused: str | None = None
 
 
-def _open_keys(column: Any, values: set[str]) -> set[str]:
-    """Return which of these phones or emails an open lead already has (one query)."""
+def _open_keys(columns: tuple[Any, ...], values: set[str]) -> set[str]:
+    """Return which of these phones or emails an open lead already has in any of ``columns``
+    (one statement: a UNION of one indexed lookup per column)."""
     if not values:
         return set()
-    query = sa.select(column).where(Lead.stage != "closed", Lead.merged_into_id.is_(None)).distinct()
     if _is_postgres():
         # One array parameter joined by index: psycopg prepares a repeated statement, and a
         # generic plan of ``IN ($1 … $1000)`` tests every row against every value (quadratic).
         keys = sa.bindparam("keys", sorted(values), type_=postgresql.ARRAY(sa.String))
         wanted = sa.func.unnest(keys).table_valued("key").render_derived()
-        return set(db.session.scalars(query.join(wanted, column == wanted.c.key)))
-    return set(db.session.scalars(query.where(column.in_(values))))
+        lookups = [sa.select(column).join(wanted, column == wanted.c.key) for column in columns]
+    else:
+        lookups = [sa.select(column).where(column.in_(values)) for column in columns]
+    lookups = [q.where(Lead.stage != "closed", Lead.merged_into_id.is_(None)) for q in lookups]
+    query = sa.union(*lookups) if len(lookups) > 1 else lookups[0].distinct()
+    return set(db.session.scalars(query))
 
 
 def _lead_row(lead: Lead) -> dict[str, Any]:
@@ -562,9 +566,8 @@ def receive_contacts_bulk(
     """
     cal = _calendar(calendar)
     keys = [(phones.normalize(_clean(c.phone, 64)), _email(c.email)) for c in contacts]
-    taken_phones = _open_keys(Lead.phone, {p for p, _ in keys if p})
-    taken_phones |= _open_keys(Lead.open_phone_key, {p for p, _ in keys if p})
-    taken_emails = _open_keys(Lead.email, {e for _, e in keys if e})
+    taken_phones = _open_keys((Lead.phone, Lead.open_phone_key), {p for p, _ in keys if p})
+    taken_emails = _open_keys((Lead.email,), {e for _, e in keys if e})
     round_robin = get_settings().round_robin
     fresh: list[int] = []
     first: list[int] = []  # not plain, and neither its phone nor its email is an earlier contact's
@@ -814,21 +817,23 @@ def _upsert_calls(rows: list[dict[str, Any]]) -> list[Call]:
     The highest SequenceNumber sets the status, and a final status is never left; identity
     columns are filled once (a leg may have made a placeholder first); ``answered`` only
     ever turns on; a recording, notes and a handler are kept once given. The rows come back
-    from the statement itself (``RETURNING``, in the order given), not from a second read.
+    from the statement itself (``RETURNING``), not from a second read, each in its row's place.
     """
     db.session.flush()
     dialect = "postgresql" if _is_postgres() else "sqlite"
     options = {rollups.SIDS_OPTION: tuple(row["call_sid"] for row in rows), "populate_existing": True}
     # In SID order: two transactions upserting the same new calls lock them in the same order
     # (PostgreSQL would otherwise find each waiting on the other).
-    order = sorted(range(len(rows)), key=lambda i: rows[i]["call_sid"])
-    params = rows[0] if len(rows) == 1 else [rows[i] for i in order]
+    place = {row["call_sid"]: i for i, row in enumerate(rows)}
+    if len(place) != len(rows):
+        raise ValueError("Each CallSid may be upserted once per statement.")
+    params = rows[0] if len(rows) == 1 else sorted(rows, key=lambda row: row["call_sid"])
     calls: list[Call] = [None] * len(rows)  # type: ignore[list-item]
     result = db.session.execute(_call_upsert(dialect), params, execution_options=options)
-    for i, (call, *inserted) in zip(order, result, strict=True):
+    for call, *inserted in result:
         if inserted and inserted[0]:
             rollups.note_created_call(db.session(), call.call_sid)
-        calls[i] = call
+        calls[place[call.call_sid]] = call
     return calls
 
 
@@ -878,7 +883,8 @@ def _call_upsert(dialect: str) -> Any:
         Call,
         # PostgreSQL: whether this statement inserted the row (so the roll-ups add its own cell).
         *([sa.literal_column("(xmax = 0)").label("inserted")] if dialect == "postgresql" else []),
-        sort_by_parameter_order=True,  # many rows at once: each comes back in its parameters' place
+        # Not ``sort_by_parameter_order``: SQLite would then run one statement per row. Each
+        # row names its SID, and ``_upsert_calls`` puts it back in its place by that.
     )
 
 
@@ -1007,6 +1013,13 @@ def _link_lead(call: Call, ev: CallEventIn, cal: BusinessCalendar, now: datetime
     return lead, created
 
 
+def _assign(row: Any, **values: Any) -> None:
+    """Set the attributes whose value differs (setting an equal value still marks the row dirty)."""
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
+
+
 def _settle(
     call: Call,
     lead: Lead | None,
@@ -1023,12 +1036,13 @@ def _settle(
     (``_callback_tasks``) for the calls left ``missed``.
     """
     local = cal.local(call.started_at)
-    call.local_hour, call.local_weekday = local.hour, local.weekday()
+    # Set only what differs: an unchanged call stays clean, and the flush skips it.
+    _assign(call, local_hour=local.hour, local_weekday=local.weekday())
     if lead is not None:
-        lead.last_activity_at = _later(lead.last_activity_at, min(call.started_at, now))
+        _assign(lead, last_activity_at=_later(lead.last_activity_at, min(call.started_at, now)))
     if call.direction == "inbound":
-        call.voicemail = bool(call.recording_url) and not call.answered
-        if call.status in MISSED_CALL_STATUSES or call.voicemail:
+        _assign(call, voicemail=bool(call.recording_url) and not call.answered)
+        if (call.status in MISSED_CALL_STATUSES or call.voicemail) and not call.missed:
             call.missed = True
         if call.missed and make_task:
             result.task, result.details["task_created"] = _callback_task(call, lead, cal, now)

@@ -715,7 +715,10 @@ def _collect_core(state: Any) -> None:
     params: list[dict[str, Any]] = []
     raw = state.parameters
     params += raw if isinstance(raw, list) else [raw or {}]
-    params.append(state.statement.compile(dialect=session.get_bind().dialect).params)
+    if getattr(state.statement, "_values", None) or getattr(state.statement, "_multi_values", None):
+        # Values written into the statement itself (``.values(...)``): compiled to read them.
+        # Otherwise they are all in the parameters (the ``WHERE``'s rows were read above).
+        params.append(state.statement.compile(dialect=session.get_bind().dialect).params)
     sids: list[str] = []
     added_leads: set[int] = set()
     added_moments: list[datetime] = []
