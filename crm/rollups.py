@@ -64,8 +64,8 @@ computed with the settings in force at the write).
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections import Counter, defaultdict, namedtuple
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from math import ceil
@@ -176,6 +176,25 @@ def compute_facts(lead_ids: Iterable[int], cal: BusinessCalendar) -> dict[int, d
     return facts
 
 
+# The columns of a lead its facts read (``_facts_batch``), in this order.
+LEAD_FACT_COLUMNS = (
+    "id",
+    "created_at",
+    "source",
+    "campaign",
+    "landing_page",
+    "referring_practice_id",
+    "stage",
+    "merged_into_id",
+    "not_a_patient",
+    "first_contact_at",
+    "owner_id",
+)
+
+
+_LeadFacts = namedtuple("_LeadFacts", LEAD_FACT_COLUMNS)  # a declared lead, read like a row
+
+
 def _facts_batch(ids: list[int] | None, cal: BusinessCalendar) -> dict[int, dict[str, Any]]:
     """Compute the facts of the leads ``ids`` (all leads when None: full scans, for ``rebuild``)."""
 
@@ -183,29 +202,43 @@ def _facts_batch(ids: list[int] | None, cal: BusinessCalendar) -> dict[int, dict
         return sa.true() if ids is None else column.in_(ids)
 
     leads = db.session.execute(
-        sa.select(
-            Lead.id,
-            Lead.created_at,
-            Lead.source,
-            Lead.campaign,
-            Lead.landing_page,
-            Lead.referring_practice_id,
-            Lead.stage,
-            Lead.merged_into_id,
-            Lead.not_a_patient,
-            Lead.first_contact_at,
-            Lead.owner_id,
-        ).where(in_ids(Lead.id))
+        sa.select(*(Lead.__table__.c[c] for c in LEAD_FACT_COLUMNS)).where(in_ids(Lead.id))
     ).all()
+
+    def rows(stmt: Any) -> Iterator[Any]:  # run when first read, one after another, and streamed
+        yield from db.session.execute(stmt)
+
+    stages = rows(
+        sa.select(StageChange.lead_id, StageChange.to_stage, StageChange.actor_id, StageChange.at).where(
+            in_ids(StageChange.lead_id)
+        )
+    )
+    tags = rows(
+        sa.select(LeadTag.lead_id, LeadTag.code).where(in_ids(LeadTag.lead_id), LeadTag.state == "active")
+    )
+    calls = rows(
+        sa.select(Call.lead_id, Call.started_at, Call.handled_by_id).where(
+            Call.answered.is_(True), Call.handled_by_id.is_not(None), in_ids(Call.lead_id)
+        )
+    )
+    return _fold_facts(leads, stages, tags, calls, cal)
+
+
+def _fold_facts(
+    leads: Iterable[Any],
+    stages: Iterable[tuple[int, str, int | None, datetime]],
+    tags_of: Iterable[tuple[int, str]],
+    answered_calls: Iterable[tuple[int, datetime, int]],
+    cal: BusinessCalendar,
+) -> dict[int, dict[str, Any]]:
+    """The facts of leads from their raw rows: the lead (``LEAD_FACT_COLUMNS``), its stage
+    changes (lead, to stage, actor, at), active tags (lead, code) and answered calls with a
+    handler (lead, started, handler)."""
     history: dict[int, int] = {}
     moves: dict[int, Counter[tuple[date, int]]] = defaultdict(Counter)
     conversions: dict[int, Counter[tuple[date, int]]] = defaultdict(Counter)
     contacted_by_move: dict[int, tuple[datetime, int]] = {}
-    for lead_id, to_stage, actor_id, at in db.session.execute(
-        sa.select(StageChange.lead_id, StageChange.to_stage, StageChange.actor_id, StageChange.at).where(
-            in_ids(StageChange.lead_id)
-        )
-    ):
+    for lead_id, to_stage, actor_id, at in stages:
         history[lead_id] = max(history.get(lead_id, -1), _order(to_stage))
         if actor_id is not None:
             key = (cal.local_date(at), actor_id)
@@ -216,16 +249,10 @@ def _facts_batch(ids: list[int] | None, cal: BusinessCalendar) -> dict[int, dict
             ):
                 contacted_by_move[lead_id] = (at, actor_id)
     tags: dict[int, list[str]] = defaultdict(list)
-    for lead_id, code in db.session.execute(
-        sa.select(LeadTag.lead_id, LeadTag.code).where(in_ids(LeadTag.lead_id), LeadTag.state == "active")
-    ):
+    for lead_id, code in tags_of:
         tags[lead_id].append(code)
     first_call: dict[int, tuple[datetime, int]] = {}
-    for lead_id, at, handler in db.session.execute(
-        sa.select(Call.lead_id, Call.started_at, Call.handled_by_id).where(
-            Call.answered.is_(True), Call.handled_by_id.is_not(None), in_ids(Call.lead_id)
-        )
-    ):
+    for lead_id, at, handler in answered_calls:
         if lead_id not in first_call or (at, handler) < first_call[lead_id]:
             first_call[lead_id] = (at, handler)
     by_call = {lead_id: handler for lead_id, (_at, handler) in first_call.items()}
@@ -313,6 +340,60 @@ def _old_facts(ids: list[int]) -> dict[int, dict[str, Any]]:
         ).mappings()
         out.update({r["lead_id"]: dict(r) for r in rows})
     return out
+
+
+_DECLARED = "crm_rollups_new_leads"
+
+
+class _Marked(set[int]):
+    """The leads a transaction touched. Marking a lead drops what intake declared of it
+    (``note_new_leads``): a change after the declaration makes its facts be read again."""
+
+    def __init__(self, declared: dict[int, Any]) -> None:
+        super().__init__()
+        self.declared = declared
+
+    def add(self, lead_id: int) -> None:
+        self.declared.pop(lead_id, None)
+        super().add(lead_id)
+
+    def update(self, *others: Iterable[int]) -> None:
+        for other in others:
+            for lead_id in other:
+                self.add(lead_id)
+
+    def __ior__(self, other: Any) -> _Marked:
+        self.update(other)
+        return self
+
+
+def note_new_leads(
+    session: Session,
+    leads: Iterable[dict[str, Any]],
+    stages: Iterable[dict[str, Any]],
+    tags: Iterable[dict[str, Any]],
+) -> None:
+    """Say that this transaction inserted these leads with these rows and nothing else yet.
+
+    ``leads``: each lead's ``LEAD_FACT_COLUMNS`` (its ``id`` included; a column not given is
+    NULL); ``stages`` and ``tags``: its ``StageChange`` and ``LeadTag`` rows as inserted. At
+    the commit their facts are folded from these rows (``_fold_facts``, as from the tables)
+    instead of being read back, and, being new, they have no old facts to take back. Call it
+    after the INSERTs: any later change that marks one of them (a stage move, a tag, a first
+    contact, an answered call linked to it) makes its facts be read from the tables instead,
+    and so does a rollback to a savepoint.
+    """
+    declared: dict[int, Any] = session.info.setdefault(_DECLARED, {})
+    rows: dict[int, tuple[Any, list[Any], list[Any]]] = {}
+    for lead in leads:
+        values = [lead.get(c) for c in LEAD_FACT_COLUMNS]
+        rows[lead["id"]] = (_LeadFacts(*values), [], [])
+    for stage in stages:
+        rows[stage["lead_id"]][1].append((stage["lead_id"], stage["to_stage"], stage.get("actor_id"), stage["at"]))
+    for tag in tags:
+        if tag.get("state", "active") == "active":
+            rows[tag["lead_id"]][2].append((tag["lead_id"], tag["code"]))
+    declared.update(rows)
 
 
 # --------------------------------------------------------------------------- calls
@@ -495,10 +576,13 @@ def refresh(
     call_days: Iterable[date],
     cal: BusinessCalendar | None = None,
     extra: Iterable[Contribution] = (),
+    declared: Mapping[int, tuple[Any, list[Any], list[Any]]] | None = None,
 ) -> None:
     """Recount some leads and call days from the raw tables and move the aggregates by the difference.
 
-    ``extra`` is added as it is (new calls of days not recounted here).
+    ``extra`` is added as it is (new calls of days not recounted here). ``declared``: leads of
+    ``lead_ids`` this transaction inserted (``note_new_leads``), with their rows; their facts
+    are folded from those rows, and they have no old facts.
     """
     ids, days, extra = sorted(set(lead_ids)), sorted(set(call_days)), list(extra)
     if not ids and not days and not extra:
@@ -507,15 +591,22 @@ def refresh(
     cal = cal or load_calendar()
     total: dict[tuple[str, str, date, tuple[Any, ...]], list[int]] = {}
     if ids:
-        old = _old_facts(ids)
-        new = compute_facts(ids, cal)
+        declared = {i: declared[i] for i in ids if i in declared} if declared else {}
+        known = [i for i in ids if i not in declared]
+        old = _old_facts(known)
+        new = compute_facts(known, cal)
+        if declared:
+            leads, stages, tags = zip(*declared.values(), strict=True)
+            new.update(
+                _fold_facts(leads, [s for rows in stages for s in rows], [t for rows in tags for t in rows], [], cal)
+            )
         for fact in old.values():
             _add(total, contributions(fact), -1)
         for fact in new.values():
             _add(total, contributions(fact), +1)
         facts = RollupLeadFacts.__table__
-        for start in range(0, len(ids), BATCH):
-            db.session.execute(sa.delete(facts).where(facts.c.lead_id.in_(ids[start : start + BATCH])))
+        for start in range(0, len(known), BATCH):
+            db.session.execute(sa.delete(facts).where(facts.c.lead_id.in_(known[start : start + BATCH])))
         if new:
             db.session.execute(sa.insert(facts), list(new.values()))
     for day in days:
@@ -618,7 +709,9 @@ SIDS_OPTION = "crm_rollups_call_sids"
 
 def _marks(session: Session) -> tuple[set[int], set[datetime], set[int]]:
     """The leads, call start times and call ids (of call-back tasks) this transaction touched."""
-    leads, moments, calls = session.info.setdefault(_KEY, (set(), set(), set()))
+    if _KEY not in session.info:
+        session.info[_KEY] = (_Marked(session.info.setdefault(_DECLARED, {})), set(), set())
+    leads, moments, calls = session.info[_KEY]
     return leads, moments, calls
 
 
@@ -875,17 +968,24 @@ def _apply(session: Session) -> None:
     changes += _created_calls([after for _, after in moved], cal)
     # A call whose day is recounted anyway is counted there.
     extra = [c for c in changes if c[1] not in days]
-    refresh(leads, days, cal, extra)
-    session.info.pop(_KEY, None)  # the roll-up writes themselves mark nothing that matters
-    session.info.pop(_CHECK, None)
-    session.info.pop(_CREATED, None)
+    # Read after the last marks (the flush, the calls' check): a marked lead is no longer declared.
+    declared = session.info.pop(_DECLARED, {})
+    refresh(leads, days, cal, extra, declared)
+    for key in (_KEY, _CHECK, _CREATED, _DECLARED):  # the roll-up writes mark nothing that matters
+        session.info.pop(key, None)
 
 
 def _forget(session: Session, transaction: Any) -> None:
     if transaction.parent is None:
-        session.info.pop(_KEY, None)
-        session.info.pop(_CHECK, None)
-        session.info.pop(_CREATED, None)
+        for key in (_KEY, _CHECK, _CREATED, _DECLARED):
+            session.info.pop(key, None)
+
+
+def _undeclare(session: Session, previous_transaction: Any) -> None:
+    """A rollback (to a savepoint too) may have taken declared leads' rows back: read them instead."""
+    declared = session.info.get(_DECLARED)
+    if declared:
+        declared.clear()
 
 
 def install() -> None:
@@ -895,6 +995,7 @@ def install() -> None:
         ("do_orm_execute", _collect_core),
         ("before_commit", _apply),
         ("after_transaction_end", _forget),
+        ("after_soft_rollback", _undeclare),
     ):
         if not event.contains(Session, name, fn):
             event.listen(Session, name, fn)

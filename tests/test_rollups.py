@@ -504,3 +504,87 @@ def test_an_unmissed_call_moved_by_a_later_callback_moves_its_cell_without_recou
     rollups.rebuild()
     assert snapshot() == kept
     db.session.rollback()
+
+
+def test_new_leads_facts_are_folded_from_what_intake_wrote_and_read_again_once_changed(app, make_user):
+    """Bulk intake's new leads: their facts come from the rows it wrote (no read back, nothing to
+    take back), unless something changes them later in the same transaction — a stage move, a
+    tag, a first contact by an answered call — or a savepoint is rolled back: then they are read.
+    Either way the roll-ups equal a rebuild from the raw tables."""
+    desk = make_user("front_desk")
+    now = utc(2026, 3, 10, 15)
+    clock.set_now(now)
+
+    def contacts(tag: str) -> list[ContactIn]:
+        return [
+            ContactIn(
+                source=source,
+                first_name="Pat",
+                last_name=f"{tag}{i}",
+                phone=f"+1972555{tag}{i:02d}",
+                campaign=campaign,
+                landing_page=page,
+                message=message,
+            )
+            for i, (source, campaign, page, message) in enumerate(
+                [
+                    ("phone", None, None, None),
+                    ("web_form", "spring", "/back-pain", "lower back pain and numbness in my leg"),
+                    ("web_form", None, "/neck", "I can't control my bladder since yesterday"),
+                ]
+            )
+        ]
+
+    def facts_read(statements: list[str]) -> bool:
+        return any(s.startswith("SELECT") and "FROM stage_changes" in s for s in statements)
+
+    def plain() -> None:
+        receive_contacts_bulk(contacts("10"), now=now)
+        db.session.commit()
+
+    assert not facts_read(statements_of(plain))  # folded from the rows intake wrote
+
+    def changed() -> None:
+        rows = receive_contacts_bulk(contacts("20"), now=now)
+        first, second, _third = (db.session.get(Lead, row.lead_id) for row in rows)
+        pipeline.move(first, pipeline.MoveRequest(to="contacted"), actor=desk)
+        second.tags.append(LeadTag(code="condition:stenosis", origin="staff", state="active"))
+        db.session.flush()
+        receive_call_event(
+            CallEventIn(
+                call_sid="CA" + "7" * 32,
+                from_number=_third.phone,
+                to_number="+19724995457",
+                direction="inbound",
+                status="completed",
+                answered=True,
+                handled_by_id=desk.id,
+                started_at=now,
+            ),
+            lines=LINES,
+            now=now,
+        )
+        db.session.commit()
+
+    assert facts_read(statements_of(changed))  # the changed ones are read again
+
+    def rolled_back() -> None:
+        receive_contacts_bulk(contacts("30"), now=now)
+        with db.session.begin_nested() as savepoint:
+            receive_contacts_bulk(contacts("40"), now=now)
+            savepoint.rollback()
+        db.session.commit()
+
+    assert facts_read(statements_of(rolled_back))
+
+    kept = snapshot()
+    facts = {row[0]: row for row in db.session.execute(sa.select(RollupLeadFacts.__table__))}
+    assert len(facts) == 9  # the savepoint's three leads are gone, and so are their facts
+    by_name = {lead.last_name: lead for lead in db.session.scalars(sa.select(Lead))}
+    assert facts[by_name["200"].id].reached == 1
+    assert "condition:stenosis" in facts[by_name["201"].id].tags.split(",")
+    assert facts[by_name["202"].id].contact_by == desk.id and facts[by_name["202"].id].speed_minutes == 0
+    assert facts[by_name["101"].id].landing_page == "/back-pain" and facts[by_name["101"].id].tags
+    rollups.rebuild()
+    assert snapshot() == kept
+    db.session.rollback()
