@@ -510,10 +510,17 @@ def _upsert_for(dialect: str, name: str) -> Any:
     table = TABLES[name]
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(table)
-    return stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=[c.name for c in table.primary_key.columns],
         set_={v: table.c[v] + stmt.excluded[v] for v in _values(table)},
     )
+    if dialect == "postgresql":
+        # With RETURNING (of one short column, read and dropped), SQLAlchemy sends the rows as one
+        # statement of many VALUES; without it psycopg executes the upsert once per row. Each
+        # row's key is unique in a batch (``_write`` sums by key): PostgreSQL refuses an upsert
+        # that would touch one row twice.
+        upsert = upsert.returning(table.c.grain)
+    return upsert
 
 
 def _write(total: dict[tuple[str, str, date, tuple[Any, ...]], list[int]]) -> None:
