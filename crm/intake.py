@@ -644,11 +644,19 @@ def _insert_new_leads(
         codes_per_row.append(codes)
     table = Lead.__table__
     values = [_lead_row(lead) for lead in leads]
-    ids = list(
-        db.session.execute(
-            sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), values
-        ).scalars()
-    )
+    keys = [(row.get("phone"), row.get("email")) for row in values]
+    if (None, None) in keys:  # a contact with neither: each id comes back in its row's place
+        insert = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        ids = list(db.session.execute(insert, values).scalars())
+    else:
+        # No two new leads share a phone or an email (``receive_contacts_bulk``): each id is put
+        # back in its row's place by them. (``sort_by_parameter_order`` makes SQLite insert
+        # one row per statement.)
+        insert = sa.insert(table).returning(table.c.id, table.c.phone, table.c.email)
+        place = {key: i for i, key in enumerate(keys)}
+        ids = [0] * len(values)
+        for lead_id, phone, email in db.session.execute(insert, values):
+            ids[place[phone, email]] = lead_id
     stages, terms, tag_rows, changes = [], [], [], []
     for lead_id, lead, codes in zip(ids, leads, codes_per_row, strict=True):
         stages.append({"lead_id": lead_id, "from_stage": None, "to_stage": "new", "at": lead.created_at})
