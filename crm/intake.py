@@ -675,7 +675,10 @@ def _insert_new_leads(
             db.session.execute(sa.insert(model.__table__), batch)
     # The roll-ups fold these leads' facts from what was just written instead of reading it back.
     rollups.note_new_leads(
-        db.session(), [{**row, "id": lead_id} for row, lead_id in zip(values, ids, strict=True)], stages, tag_rows
+        db.session(),
+        [{**row, "id": lead_id} for row, lead_id in zip(values, ids, strict=True)],
+        stages,
+        tag_rows,
     )
     return {
         index: BulkRow(lead_id=lead_id, created=True) for (index, *_), lead_id in zip(rows, ids, strict=True)

@@ -389,7 +389,9 @@ def note_new_leads(
         values = [lead.get(c) for c in LEAD_FACT_COLUMNS]
         rows[lead["id"]] = (_LeadFacts(*values), [], [])
     for stage in stages:
-        rows[stage["lead_id"]][1].append((stage["lead_id"], stage["to_stage"], stage.get("actor_id"), stage["at"]))
+        rows[stage["lead_id"]][1].append(
+            (stage["lead_id"], stage["to_stage"], stage.get("actor_id"), stage["at"])
+        )
     for tag in tags:
         if tag.get("state", "active") == "active":
             rows[tag["lead_id"]][2].append((tag["lead_id"], tag["code"]))
@@ -605,7 +607,9 @@ def refresh(
         if declared:
             leads, stages, tags = zip(*declared.values(), strict=True)
             new.update(
-                _fold_facts(leads, [s for rows in stages for s in rows], [t for rows in tags for t in rows], [], cal)
+                _fold_facts(
+                    leads, [s for rows in stages for s in rows], [t for rows in tags for t in rows], [], cal
+                )
             )
         for fact in old.values():
             _add(total, contributions(fact), -1)
