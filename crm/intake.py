@@ -645,7 +645,7 @@ def _insert_new_leads(
     table = Lead.__table__
     values = [_lead_row(lead) for lead in leads]
     keys = [(row.get("phone"), row.get("email")) for row in values]
-    if (None, None) in keys:  # a contact with neither: each id comes back in its row's place
+    if (None, None) in keys or len(set(keys)) != len(keys):  # each id back in its row's place
         insert = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
         ids = list(db.session.execute(insert, values).scalars())
     else:

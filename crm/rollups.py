@@ -381,7 +381,9 @@ def note_new_leads(
     instead of being read back, and, being new, they have no old facts to take back. Call it
     after the INSERTs: any later change that marks one of them (a stage move, a tag, a first
     contact, an answered call linked to it) makes its facts be read from the tables instead,
-    and so does a rollback to a savepoint.
+    and so does a rollback to a savepoint. So a write that bypasses the session's hooks (DML
+    through ``session.connection()`` or the driver) must not touch such a lead before the commit:
+    its change would not be counted until the next ``rebuild``.
     """
     declared: dict[int, Any] = session.info.setdefault(_DECLARED, {})
     rows: dict[int, tuple[Any, list[Any], list[Any]]] = {}
