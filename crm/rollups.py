@@ -176,9 +176,8 @@ def compute_facts(lead_ids: Iterable[int], cal: BusinessCalendar) -> dict[int, d
     return facts
 
 
-# The columns of a lead its facts read (``_facts_batch``), in this order.
-LEAD_FACT_COLUMNS = (
-    "id",
+# What of a lead its facts read (``_facts_batch``); its id comes first in each row read.
+LEAD_FACTS = (
     "created_at",
     "source",
     "campaign",
@@ -190,6 +189,7 @@ LEAD_FACT_COLUMNS = (
     "first_contact_at",
     "owner_id",
 )
+LEAD_FACT_COLUMNS = ("id", *LEAD_FACTS)
 
 
 _LeadFacts = namedtuple("_LeadFacts", LEAD_FACT_COLUMNS)  # a declared lead, read like a row
@@ -699,19 +699,6 @@ CALL_FACTS = (
     "handled_by_id",
     "local_weekday",
     "local_hour",
-)
-# What of a lead its facts read (``_facts_batch``).
-LEAD_FACTS = (
-    "created_at",
-    "source",
-    "campaign",
-    "landing_page",
-    "referring_practice_id",
-    "stage",
-    "merged_into_id",
-    "not_a_patient",
-    "first_contact_at",
-    "owner_id",
 )
 _CHECK = "crm_rollups_calls"
 _CREATED = "crm_rollups_created_calls"
